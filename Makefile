@@ -1,0 +1,42 @@
+# pdflow: `make run` sets up and trains once; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
+RAW := $(WORKSPACE)/raw
+
+.PHONY: run test setup lint bench lock clean
+
+setup: $(STAMP)
+
+# The environment is rebuilt only when the lock file changes.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --editable .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@test -d $(RAW) || $(BIN)/pdflow --workspace $(WORKSPACE) generate --out $(RAW)
+	$(BIN)/pdflow --workspace $(WORKSPACE) train --raw $(RAW)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python tests/bench/bench_generate.py --users 1000000 --months 12 --out $(WORKSPACE)/bench/raw_1m
+
+# Re-resolve the pinned lock file after editing pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pdflow

@@ -1,0 +1,1 @@
+"""Raw-log contract: schemas, readers, point-in-time views, labels and the synthetic lender."""

@@ -1,0 +1,175 @@
+"""Point-in-time views of raw data: what a nightly run on the morning of local day D could see.
+
+The contract's as-of semantics: a record is visible at D when it was recorded strictly before
+the start of local day D. Later event rows are set aside (reason ``after_as_of``) and counted,
+so that rows read = rows kept + rows set aside; a repayment paid on or after D is kept but reads
+as unpaid; a loan applied on or after D is unknown, and so is its repayment schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from data.contract import TABLES
+
+AFTER_AS_OF = "after_as_of"
+UNKNOWN_LOAN = "loan_unknown_at_as_of"
+
+
+def day_start_utc(day: date, timezone: str) -> datetime:
+    """The instant local day `day` begins, as an aware UTC datetime."""
+    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+    return local.astimezone(ZoneInfo("UTC"))
+
+
+def local_date(column: str | pl.Expr, timezone: str) -> pl.Expr:
+    """Local calendar date of a UTC timestamp column."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    return expr.dt.convert_time_zone(timezone).dt.date()
+
+
+def local_day_start(column: str | pl.Expr, timezone: str) -> pl.Expr:
+    """Start of the local day of a UTC timestamp, as a UTC timestamp: a point-in-time cut-off."""
+    return (
+        local_date(column, timezone)
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone(timezone)
+        .dt.convert_time_zone("UTC")
+    )
+
+
+def visibility(name: str, cutoff: datetime, as_of: date) -> pl.Expr | None:
+    """Boolean expression: is a row of table `name` recorded before the cut-off?"""
+    table = TABLES[name]
+    if table.time_column is not None:
+        return pl.col(table.time_column) < cutoff
+    if name == "users":
+        return pl.col("registered_at") < cutoff
+    if name == "bureau_snapshots":
+        return pl.col("report_date") < as_of
+    return None
+
+
+@dataclass
+class TableCount:
+    """Rows read from one table at an as-of date, and where they went."""
+
+    rows_read: int
+    rows_kept: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_set_aside(self) -> int:
+        return sum(self.reasons.values())
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_set_aside": self.rows_set_aside,
+            "reasons": dict(self.reasons),
+        }
+
+
+@dataclass
+class AsOfView:
+    """Lazy frames of what was visible at `as_of`, plus the lazy frames of what was set aside."""
+
+    as_of: date
+    timezone: str
+    kept: dict[str, pl.LazyFrame]
+    set_aside: dict[str, pl.LazyFrame]
+
+    @property
+    def cutoff(self) -> datetime:
+        return day_start_utc(self.as_of, self.timezone)
+
+    def __getitem__(self, name: str) -> pl.LazyFrame:
+        return self.kept[name]
+
+    def counts(self) -> dict[str, TableCount]:
+        """Count rows read, kept and set aside per table, and check that nothing was lost."""
+        result: dict[str, TableCount] = {}
+        for name, kept in self.kept.items():
+            aside = self.set_aside[name]
+            n_kept = kept.select(pl.len()).collect().item()
+            reasons = dict(
+                aside.group_by("reason").len().sort("reason").collect().iter_rows()
+            )
+            n_read = n_kept + sum(reasons.values())
+            result[name] = TableCount(rows_read=n_read, rows_kept=n_kept, reasons=reasons)
+        return result
+
+
+def build_view(tables: dict[str, pl.LazyFrame], as_of: date, timezone: str) -> AsOfView:
+    """Split each table into the rows visible at `as_of` and the rows set aside, with reasons."""
+    cutoff = day_start_utc(as_of, timezone)
+    kept: dict[str, pl.LazyFrame] = {}
+    aside: dict[str, pl.LazyFrame] = {}
+    for name, frame in tables.items():
+        if name == "repayments":
+            continue
+        visible = visibility(name, cutoff, as_of)
+        if visible is None:
+            kept[name], aside[name] = frame, frame.head(0).with_columns(reason=pl.lit(""))
+            continue
+        kept[name] = frame.filter(visible)
+        aside[name] = frame.filter(~visible).with_columns(reason=pl.lit(AFTER_AS_OF))
+    if "repayments" in tables:
+        kept["repayments"], aside["repayments"] = _repayments_as_of(
+            tables["repayments"], kept.get("applications"), cutoff
+        )
+    return AsOfView(as_of=as_of, timezone=timezone, kept=kept, set_aside=aside)
+
+
+def _repayments_as_of(
+    repayments: pl.LazyFrame, applications: pl.LazyFrame | None, cutoff: datetime
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Schedules of loans known at the cut-off, with later payments read as not yet made."""
+    masked = repayments.with_columns(
+        paid_at=pl.when(pl.col("paid_at") < cutoff).then(pl.col("paid_at")),
+        amount_paid=pl.when(pl.col("paid_at") < cutoff)
+        .then(pl.col("amount_paid"))
+        .otherwise(0.0),
+    )
+    if applications is None:
+        return masked, repayments.head(0).with_columns(reason=pl.lit(""))
+    known = applications.select("loan_id").drop_nulls().unique()
+    kept = masked.join(known, on="loan_id", how="semi")
+    aside = repayments.join(known, on="loan_id", how="anti").with_columns(
+        reason=pl.lit(UNKNOWN_LOAN)
+    )
+    return kept, aside
+
+
+def latest_record_date(tables: dict[str, pl.LazyFrame], timezone: str) -> date | None:
+    """Local date of the latest record of any table, or None when every table is empty."""
+    latest: list[date] = []
+    for name, frame in tables.items():
+        table = TABLES[name]
+        columns = [table.time_column] if table.time_column else []
+        if name == "users":
+            columns = ["registered_at"]
+        if name == "repayments":
+            columns = ["paid_at"]
+        for column in columns:
+            value = frame.select(local_date(pl.col(column).max(), timezone)).collect().item()
+            if value is not None:
+                latest.append(value)
+        if name == "bureau_snapshots":
+            value = frame.select(pl.col("report_date").max()).collect().item()
+            if value is not None:
+                latest.append(value)
+    return max(latest) if latest else None
+
+
+def default_as_of(tables: dict[str, pl.LazyFrame], timezone: str) -> date:
+    """The contract's default as-of date: the day after the local day of the latest record."""
+    latest = latest_record_date(tables, timezone)
+    if latest is None:
+        raise ValueError("no records in any table: cannot infer an as-of date")
+    return latest + timedelta(days=1)

@@ -1,0 +1,282 @@
+"""The raw-log contract, version 1 (``shared/DATA_CONTRACT.md``) as typed table schemas.
+
+This module is the single source of truth for table names, column names, types, value sets
+and row rules. The readers, the synthetic generator and the expectation suites all derive
+from it; nothing else spells a column type out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+CONTRACT_VERSION = 1
+UTC_TIMESTAMP = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One contract column: its type, whether nulls are allowed, and the rules on its values."""
+
+    name: str
+    dtype: pl.DataType
+    nullable: bool = False
+    values: tuple[str, ...] | tuple[int, ...] | None = None
+    positive: bool = False
+    non_negative: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    pii: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One contract table: its columns, unique key, event-time column and references."""
+
+    name: str
+    columns: tuple[Column, ...]
+    unique: tuple[str, ...] = ()
+    time_column: str | None = None
+    partitioned: bool = False
+    required: bool = True
+    references: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+
+GENDERS = ("F", "M", "U")
+OCCUPATIONS = ("salaried", "self_employed", "gig", "student", "retired", "unemployed")
+DIRECTIONS = ("in", "out")
+TXN_TYPES = (
+    "salary",
+    "transfer",
+    "red_packet",
+    "loan_disbursement",
+    "loan_repayment",
+    "refund",
+    "other",
+)
+TXN_CHANNELS = ("wallet", "bank_card")
+MERCHANT_CATEGORIES = (
+    "groceries",
+    "dining",
+    "transport",
+    "shopping",
+    "utilities",
+    "telecom",
+    "entertainment",
+    "travel",
+    "education",
+    "medical",
+    "gaming",
+    "luxury",
+)
+PAY_METHODS = ("balance", "bank_card", "credit")
+INTERACTIONS = ("friend_add", "message", "moment_like", "moment_comment", "red_packet")
+APP_EVENTS = (
+    "login",
+    "view_loan_product",
+    "view_rate_compare",
+    "limit_check",
+    "apply_start",
+    "apply_submit",
+    "repayment_page",
+    "push_open",
+)
+INQUIRY_REASONS = ("loan_approval", "credit_card_approval", "guarantee", "self_query", "post_loan")
+INSTITUTION_TYPES = ("bank", "consumer_finance", "microloan", "other")
+TERMS = (5, 10, 20)
+APPLICATION_CHANNELS = ("organic", "push_message", "referral")
+DECISIONS = ("approved", "rejected")
+
+USERS = Table(
+    name="users",
+    description="One row per registered user: profile attributes and PII.",
+    unique=("user_id",),
+    columns=(
+        Column("user_id", pl.String()),
+        Column("registered_at", UTC_TIMESTAMP),
+        Column("birth_year", pl.Int16(), min_value=1900, max_value=2100),
+        Column("gender", pl.String(), values=GENDERS),
+        Column("city_tier", pl.Int8(), min_value=1, max_value=5),
+        Column("occupation", pl.String(), values=OCCUPATIONS),
+        Column("id_number", pl.String(), pii=True),
+        Column("phone", pl.String(), pii=True),
+    ),
+)
+
+TRANSACTIONS = Table(
+    name="transactions",
+    description="Payments and transfers in and out of the user's wallet or bank card.",
+    unique=("txn_id",),
+    time_column="ts",
+    partitioned=True,
+    references={"user_id": "users", "counterparty_id": "users"},
+    columns=(
+        Column("txn_id", pl.String()),
+        Column("user_id", pl.String()),
+        Column("ts", UTC_TIMESTAMP),
+        Column("direction", pl.String(), values=DIRECTIONS),
+        Column("txn_type", pl.String(), values=TXN_TYPES),
+        Column("amount", pl.Float64(), positive=True),
+        Column("counterparty_id", pl.String(), nullable=True),
+        Column("channel", pl.String(), values=TXN_CHANNELS),
+    ),
+)
+
+CONSUMPTION = Table(
+    name="consumption",
+    description="Merchant purchases.",
+    unique=("order_id",),
+    time_column="ts",
+    partitioned=True,
+    references={"user_id": "users"},
+    columns=(
+        Column("order_id", pl.String()),
+        Column("user_id", pl.String()),
+        Column("ts", UTC_TIMESTAMP),
+        Column("amount", pl.Float64(), positive=True),
+        Column("merchant_category", pl.String(), values=MERCHANT_CATEGORIES),
+        Column("city", pl.String()),
+        Column("device_id", pl.String()),
+        Column("pay_method", pl.String(), values=PAY_METHODS),
+    ),
+)
+
+SOCIAL = Table(
+    name="social",
+    description="Interactions between users.",
+    time_column="ts",
+    partitioned=True,
+    references={"user_id": "users", "peer_id": "users"},
+    columns=(
+        Column("user_id", pl.String()),
+        Column("peer_id", pl.String()),
+        Column("ts", UTC_TIMESTAMP),
+        Column("interaction", pl.String(), values=INTERACTIONS),
+    ),
+)
+
+APP_EVENTS_TABLE = Table(
+    name="app_events",
+    description="In-app behaviour.",
+    time_column="ts",
+    partitioned=True,
+    references={"user_id": "users"},
+    columns=(
+        Column("user_id", pl.String()),
+        Column("ts", UTC_TIMESTAMP),
+        Column("event", pl.String(), values=APP_EVENTS),
+        Column("session_id", pl.String()),
+        Column("device_id", pl.String()),
+    ),
+)
+
+BUREAU_INQUIRIES = Table(
+    name="bureau_inquiries",
+    description="Credit-bureau inquiries made about the user.",
+    time_column="ts",
+    partitioned=True,
+    references={"user_id": "users"},
+    columns=(
+        Column("user_id", pl.String()),
+        Column("ts", UTC_TIMESTAMP),
+        Column("reason", pl.String(), values=INQUIRY_REASONS),
+        Column("institution_type", pl.String(), values=INSTITUTION_TYPES),
+    ),
+)
+
+BUREAU_SNAPSHOTS = Table(
+    name="bureau_snapshots",
+    description="Monthly credit-bureau report summaries.",
+    unique=("user_id", "report_date"),
+    references={"user_id": "users"},
+    columns=(
+        Column("user_id", pl.String()),
+        Column("report_date", pl.Date()),
+        Column("open_accounts", pl.Int16(), non_negative=True),
+        Column("total_limit", pl.Float64(), non_negative=True),
+        Column("total_balance", pl.Float64(), non_negative=True),
+        Column("max_dpd_current", pl.Int16(), non_negative=True),
+        Column("max_dpd_24m", pl.Int16(), non_negative=True),
+    ),
+)
+
+APPLICATIONS = Table(
+    name="applications",
+    description="Loan applications and the lender's decision; approved ones carry a loan_id.",
+    unique=("application_id",),
+    time_column="applied_at",
+    partitioned=True,
+    references={"user_id": "users"},
+    columns=(
+        Column("application_id", pl.String()),
+        Column("user_id", pl.String()),
+        Column("applied_at", UTC_TIMESTAMP),
+        Column("amount_requested", pl.Float64(), positive=True),
+        Column("term_months", pl.Int8(), values=TERMS),
+        Column("channel", pl.String(), values=APPLICATION_CHANNELS),
+        Column("decision", pl.String(), values=DECISIONS),
+        Column("loan_id", pl.String(), nullable=True),
+    ),
+)
+
+REPAYMENTS = Table(
+    name="repayments",
+    description="Installment schedule of each loan and what was paid.",
+    unique=("loan_id", "installment_no"),
+    references={"loan_id": "applications"},
+    columns=(
+        Column("loan_id", pl.String()),
+        Column("installment_no", pl.Int16(), min_value=1),
+        Column("due_date", pl.Date()),
+        Column("amount_due", pl.Float64(), positive=True),
+        Column("paid_at", UTC_TIMESTAMP, nullable=True),
+        Column("amount_paid", pl.Float64(), non_negative=True),
+    ),
+)
+
+TRUTH = Table(
+    name="_truth",
+    description="Synthetic data only: the default probability the simulator used.",
+    unique=("application_id",),
+    required=False,
+    references={"application_id": "applications"},
+    columns=(
+        Column("application_id", pl.String()),
+        Column("true_pd", pl.Float64(), min_value=0.0, max_value=1.0),
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        USERS,
+        TRANSACTIONS,
+        CONSUMPTION,
+        SOCIAL,
+        APP_EVENTS_TABLE,
+        BUREAU_INQUIRIES,
+        BUREAU_SNAPSHOTS,
+        APPLICATIONS,
+        REPAYMENTS,
+        TRUTH,
+    )
+}
+EVENT_TABLES = tuple(name for name, t in TABLES.items() if t.partitioned and name != "applications")
+PARTITION_COLUMN = "dt"

@@ -1,0 +1,110 @@
+"""The contract's default label, computed at an as-of date.
+
+A loan is *bad* when an installment due within its first ``window_months`` on book reaches
+``threshold_days`` past due: paid that many days or more after its due date, or still unpaid
+that many days after it at the as-of date. A loan is *labelled* when it is already bad or when
+every installment due in the window is at least ``threshold_days`` past its due date; other
+loans are immature. Rejected applications are never labelled.
+
+Besides the contract's label, each loan gets ``is_mature`` (every in-window installment is past
+the threshold, bad or not). Training sets use mature loans only: the labelled-but-immature
+loans of recent months are all bad, and keeping them would inflate recent bad rates.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from data.asof import local_date
+from data.config import LabelSettings
+
+LABEL_SCHEMA = pl.Schema(
+    {
+        "application_id": pl.String(),
+        "loan_id": pl.String(),
+        "user_id": pl.String(),
+        "applied_at": pl.Datetime("us", "UTC"),
+        "disbursal_date": pl.Date(),
+        "installments_in_window": pl.UInt32(),
+        "worst_dpd_in_window": pl.Int64(),
+        "is_bad": pl.Boolean(),
+        "is_mature": pl.Boolean(),
+        "is_labelled": pl.Boolean(),
+        "label": pl.Int8(),
+    }
+)
+
+
+def installment_status(
+    repayments: pl.LazyFrame, as_of: date, timezone: str, threshold_days: int
+) -> pl.LazyFrame:
+    """Per installment, as seen at `as_of`: days past due so far, and whether it is bad/mature.
+
+    `repayments` must already be the as-of view (payments on or after `as_of` read as unpaid).
+    """
+    paid_date = local_date("paid_at", timezone)
+    days_since_due = (pl.lit(as_of) - pl.col("due_date")).dt.total_days()
+    dpd_if_paid = (paid_date - pl.col("due_date")).dt.total_days()
+    return repayments.with_columns(
+        dpd=pl.when(pl.col("paid_at").is_not_null())
+        .then(dpd_if_paid)
+        .otherwise(days_since_due)
+        .clip(lower_bound=0),
+        is_bad=pl.when(pl.col("paid_at").is_not_null())
+        .then(dpd_if_paid >= threshold_days)
+        .otherwise(days_since_due >= threshold_days),
+        is_mature=days_since_due >= threshold_days,
+    )
+
+
+def label_loans(
+    applications: pl.LazyFrame,
+    repayments: pl.LazyFrame,
+    as_of: date,
+    timezone: str,
+    settings: LabelSettings,
+) -> pl.LazyFrame:
+    """One row per approved loan known at `as_of`, with the contract label (null if immature).
+
+    Loans without a single installment due in the window (a broken schedule) stay unlabelled:
+    the contract's "every installment is past the threshold" would hold vacuously for them.
+    """
+    loans = (
+        applications.filter(
+            (pl.col("decision") == "approved") & pl.col("loan_id").is_not_null()
+        )
+        .select("application_id", "loan_id", "user_id", "applied_at")
+        .with_columns(disbursal_date=local_date("applied_at", timezone))
+    )
+    window_end = pl.col("disbursal_date").dt.offset_by(f"{settings.window_months}mo")
+    in_window = (
+        installment_status(repayments, as_of, timezone, settings.threshold_days)
+        .join(loans.select("loan_id", "disbursal_date"), on="loan_id", how="inner")
+        .filter(pl.col("due_date") <= window_end)
+        .group_by("loan_id")
+        .agg(
+            installments_in_window=pl.len(),
+            worst_dpd_in_window=pl.col("dpd").max(),
+            is_bad=pl.col("is_bad").any(),
+            is_mature=pl.col("is_mature").all(),
+        )
+    )
+    has_schedule = pl.col("installments_in_window").fill_null(0) > 0
+    is_bad = has_schedule & pl.col("is_bad").fill_null(False)
+    is_mature = has_schedule & pl.col("is_mature").fill_null(False)
+    return (
+        loans.join(in_window, on="loan_id", how="left")
+        .with_columns(
+            installments_in_window=pl.col("installments_in_window").fill_null(0),
+            is_bad=is_bad,
+            is_mature=is_mature,
+            is_labelled=is_bad | is_mature,
+        )
+        .with_columns(
+            label=pl.when(pl.col("is_labelled")).then(pl.col("is_bad").cast(pl.Int8))
+        )
+        .select(LABEL_SCHEMA.names())
+        .cast(dict(LABEL_SCHEMA))
+    )

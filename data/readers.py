@@ -1,0 +1,181 @@
+"""Lazy readers of a raw root laid out as the contract says.
+
+Every table folder may hold flat or hive-partitioned Parquet files (``dt=YYYY-MM-DD/``); file
+names, partition values and row order are never relied upon. Before anything is scanned, the
+footer of every file is checked against the contract schema, so that a missing column or a
+wrong type stops with a :class:`ContractError` naming table, column and file, instead of
+failing somewhere deep inside a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.contract import TABLES, Table
+
+
+class ContractError(Exception):
+    """Raw data that cannot be used: the run must stop, with this message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str | None = None,
+        column: str | None = None,
+        file: Path | str | None = None,
+    ) -> None:
+        self.table, self.column, self.file = table, column, file
+        where = ", ".join(
+            f"{label} {value}"
+            for label, value in (("table", table), ("column", column), ("file", file))
+            if value is not None
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """The Parquet files found in one table's folder."""
+
+    table: Table
+    folder: Path
+    files: tuple[Path, ...]
+
+
+def table_folder(raw_root: Path, table: Table) -> Path:
+    return Path(raw_root) / table.name
+
+
+def list_table_files(raw_root: Path, table: Table) -> TableFiles:
+    """All Parquet files under the table's folder, flat or hive-partitioned, in a fixed order."""
+    folder = table_folder(raw_root, table)
+    if not folder.is_dir():
+        raise ContractError("table folder is missing", table=table.name, file=folder)
+    files = tuple(
+        sorted(
+            path
+            for path in folder.rglob("*.parquet")
+            if path.is_file() and not _is_hidden(path.relative_to(folder).parts)
+        )
+    )
+    return TableFiles(table=table, folder=folder, files=files)
+
+
+def _is_hidden(parts: Iterable[str]) -> bool:
+    # Spark, Hive and our own atomic writers park in-progress files under _ or . names.
+    return any(part.startswith(("_", ".")) for part in parts)
+
+
+def _file_schema(path: Path, table: Table) -> pl.Schema:
+    try:
+        arrow_schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ContractError(
+            f"file is not readable Parquet: {err}", table=table.name, file=path
+        ) from None
+    empty = pl.from_arrow(arrow_schema.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return empty.schema
+
+
+def _compatible(actual: pl.DataType, expected: pl.DataType) -> bool:
+    """Whether a file's column type can be read as the contract type without loss of meaning."""
+    if actual == expected:
+        return True
+    if expected == pl.String:
+        return actual in (pl.String, pl.Categorical) or isinstance(actual, pl.Enum)
+    if isinstance(expected, pl.Datetime):
+        # Any unit is fine; a naive timestamp is not, because its zone would be a guess.
+        return isinstance(actual, pl.Datetime) and actual.time_zone in ("UTC", "Etc/UTC", "+00:00")
+    if expected.is_integer():
+        return actual.is_integer()
+    if expected.is_float():
+        return actual.is_float() or actual.is_integer()
+    return False
+
+
+def check_schema(schema: pl.Schema, table: Table, path: Path) -> None:
+    """Raise :class:`ContractError` if a file lacks a contract column or has a wrong type."""
+    for column in table.columns:
+        if column.name not in schema:
+            raise ContractError(
+                "required column is missing", table=table.name, column=column.name, file=path
+            )
+        actual = schema[column.name]
+        if not _compatible(actual, column.dtype):
+            raise ContractError(
+                f"column has type {actual}, the contract says {column.dtype}",
+                table=table.name,
+                column=column.name,
+                file=path,
+            )
+
+
+def read_schemas(files: TableFiles, threads: int = 8) -> dict[Path, pl.Schema]:
+    """Every file's schema, read from its footer in parallel (footer reads release the GIL)."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        schemas = pool.map(lambda path: _file_schema(path, files.table), files.files)
+        return dict(zip(files.files, schemas, strict=True))
+
+
+def _contract_projection(table: Table) -> list[pl.Expr]:
+    return [pl.col(c.name).cast(c.dtype, strict=True) for c in table.columns]
+
+
+def _uniform_groups(schemas: dict[Path, pl.Schema], table: Table) -> list[list[Path]]:
+    """Group files whose contract columns agree in type, so each group is one multi-file scan.
+
+    Most raw roots have one group; an export whose files disagree on, say, integer width still
+    reads, each group cast to the contract on its own.
+    """
+    groups: dict[tuple[str, ...], list[Path]] = {}
+    for path, schema in schemas.items():
+        key = tuple(str(schema[c.name]) for c in table.columns)
+        groups.setdefault(key, []).append(path)
+    return list(groups.values())
+
+
+def scan_table(raw_root: Path | str, name: str) -> pl.LazyFrame:
+    """Scan one contract table lazily, projected and cast to the contract schema.
+
+    A missing folder raises :class:`ContractError`, except for optional tables (``_truth``),
+    which read as empty. A folder without files is an empty table with the right schema.
+    Columns beyond the contract's are ignored (so PII or vendor extras never travel further
+    than they must).
+    """
+    table = TABLES[name]
+    try:
+        files = list_table_files(Path(raw_root), table)
+    except ContractError:
+        if table.required:
+            raise
+        return pl.LazyFrame(schema=table.schema)
+    if not files.files:
+        return pl.LazyFrame(schema=table.schema)
+    schemas = read_schemas(files)
+    for path, schema in schemas.items():
+        check_schema(schema, table, path)
+    frames = [
+        pl.scan_parquet(group, hive_partitioning=False, extra_columns="ignore").select(
+            _contract_projection(table)
+        )
+        for group in _uniform_groups(schemas, table)
+    ]
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def scan_raw(raw_root: Path | str, names: Iterable[str] | None = None) -> dict[str, pl.LazyFrame]:
+    """Scan several tables (all contract tables by default)."""
+    chosen = list(names) if names is not None else list(TABLES)
+    root = Path(raw_root)
+    if not root.is_dir():
+        raise ContractError("raw root folder does not exist", file=root)
+    return {name: scan_table(root, name) for name in chosen}

@@ -1,0 +1,1 @@
+"""Prefect flows and the `pdflow` command line: wiring only, no business logic."""

@@ -1,0 +1,1 @@
+"""Splitting, training, tuning and evaluating PD models."""

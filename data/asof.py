@@ -97,9 +97,7 @@ class AsOfView:
         for name, kept in self.kept.items():
             aside = self.set_aside[name]
             n_kept = kept.select(pl.len()).collect().item()
-            reasons = dict(
-                aside.group_by("reason").len().sort("reason").collect().iter_rows()
-            )
+            reasons = dict(aside.group_by("reason").len().sort("reason").collect().iter_rows())
             n_read = n_kept + sum(reasons.values())
             result[name] = TableCount(rows_read=n_read, rows_kept=n_kept, reasons=reasons)
         return result
@@ -132,9 +130,7 @@ def _repayments_as_of(
     """Schedules of loans known at the cut-off, with later payments read as not yet made."""
     masked = repayments.with_columns(
         paid_at=pl.when(pl.col("paid_at") < cutoff).then(pl.col("paid_at")),
-        amount_paid=pl.when(pl.col("paid_at") < cutoff)
-        .then(pl.col("amount_paid"))
-        .otherwise(0.0),
+        amount_paid=pl.when(pl.col("paid_at") < cutoff).then(pl.col("amount_paid")).otherwise(0.0),
     )
     if applications is None:
         return masked, repayments.head(0).with_columns(reason=pl.lit(""))

@@ -72,9 +72,7 @@ def label_loans(
     the contract's "every installment is past the threshold" would hold vacuously for them.
     """
     loans = (
-        applications.filter(
-            (pl.col("decision") == "approved") & pl.col("loan_id").is_not_null()
-        )
+        applications.filter((pl.col("decision") == "approved") & pl.col("loan_id").is_not_null())
         .select("application_id", "loan_id", "user_id", "applied_at")
         .with_columns(disbursal_date=local_date("applied_at", timezone))
     )
@@ -102,9 +100,37 @@ def label_loans(
             is_mature=is_mature,
             is_labelled=is_bad | is_mature,
         )
-        .with_columns(
-            label=pl.when(pl.col("is_labelled")).then(pl.col("is_bad").cast(pl.Int8))
-        )
+        .with_columns(label=pl.when(pl.col("is_labelled")).then(pl.col("is_bad").cast(pl.Int8)))
         .select(LABEL_SCHEMA.names())
         .cast(dict(LABEL_SCHEMA))
+    )
+
+
+def default_observed_dates(
+    applications: pl.LazyFrame,
+    repayments: pl.LazyFrame,
+    timezone: str,
+    settings: LabelSettings,
+) -> pl.LazyFrame:
+    """Per user, the first local day on which one of their loans was observably bad.
+
+    An installment due in the window that was not paid within ``threshold_days`` is observable
+    as bad from the morning of ``due_date + threshold_days``: that is the day an as-of run
+    would first label it. Features may use a peer's default only from that day on.
+    """
+    loans = applications.filter(pl.col("loan_id").is_not_null()).select(
+        "loan_id", "user_id", disbursal_date=local_date("applied_at", timezone)
+    )
+    window_end = pl.col("disbursal_date").dt.offset_by(f"{settings.window_months}mo")
+    paid_late = (local_date("paid_at", timezone) - pl.col("due_date")).dt.total_days()
+    not_paid_in_time = pl.col("paid_at").is_null() | (paid_late >= settings.threshold_days)
+    return (
+        repayments.join(loans, on="loan_id", how="inner")
+        .filter((pl.col("due_date") <= window_end) & not_paid_in_time)
+        .group_by("user_id")
+        .agg(
+            default_observed_on=(
+                pl.col("due_date") + pl.duration(days=settings.threshold_days)
+            ).min()
+        )
     )

@@ -126,12 +126,12 @@ def test_payment_after_as_of_reads_as_unpaid() -> None:
 
 
 def test_good_loan_matures_only_when_every_window_installment_is_past_threshold() -> None:
-    early = labels_at(
-        LAST_DUE + timedelta(days=89), [application("a")], schedule("a", on_time())
-    )["a"]
-    late = labels_at(
-        LAST_DUE + timedelta(days=90), [application("a")], schedule("a", on_time())
-    )["a"]
+    early = labels_at(LAST_DUE + timedelta(days=89), [application("a")], schedule("a", on_time()))[
+        "a"
+    ]
+    late = labels_at(LAST_DUE + timedelta(days=90), [application("a")], schedule("a", on_time()))[
+        "a"
+    ]
     assert early["label"] is None
     assert late["label"] == 0
 

@@ -1,0 +1,97 @@
+"""The feature table: every family joined on the application spine, plus the catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+
+import polars as pl
+
+from data.asof import local_day_start
+from data.config import LabelSettings
+from data.contract import TABLES
+from features.base import FeatureDef, FeatureSettings
+from features.families import (
+    app_behaviour,
+    application,
+    bureau,
+    consumption,
+    history,
+    social,
+    transactions,
+)
+
+FAMILIES: tuple[ModuleType, ...] = (
+    application,
+    bureau,
+    history,
+    consumption,
+    transactions,
+    social,
+    app_behaviour,
+)
+KEYS = ("application_id", "user_id", "applied_at")
+CATEGORICAL = application.CATEGORICAL
+
+
+def application_spine(applications: pl.LazyFrame, timezone: str) -> pl.LazyFrame:
+    """One row per application with its point-in-time cut-off: the start of its local day."""
+    return applications.select(
+        "application_id",
+        "user_id",
+        "applied_at",
+        "amount_requested",
+        "term_months",
+        "channel",
+        cutoff=local_day_start("applied_at", timezone),
+    )
+
+
+def build_features(
+    tables: dict[str, pl.LazyFrame],
+    spine: pl.LazyFrame,
+    settings: FeatureSettings,
+    timezone: str,
+    labels: LabelSettings,
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """All families' definitions and one lazy frame: KEYS plus one column per feature.
+
+    `tables` must be a point-in-time view; each family additionally cuts every record at the
+    application's own cut-off, so rows recorded on or after the application day never count.
+    """
+    defs: list[FeatureDef] = []
+    frame = spine.select(KEYS)
+    for family in FAMILIES:
+        extra = {"labels": labels} if family is social else {}
+        family_defs, family_frame = family.build(tables, spine, settings, timezone, **extra)
+        defs.extend(family_defs)
+        frame = frame.join(family_frame, on="application_id", how="left")
+    return defs, frame.select(*KEYS, *(d.name for d in defs))
+
+
+def feature_definitions(settings: FeatureSettings, timezone: str) -> list[FeatureDef]:
+    """The catalogue's rows, from the same code that builds the query (no data is read)."""
+    empty = {name: pl.LazyFrame(schema=table.schema) for name, table in TABLES.items()}
+    spine = application_spine(empty["applications"], timezone)
+    defs, _ = build_features(empty, spine, settings, timezone, LabelSettings())
+    return defs
+
+
+def catalogue_markdown(defs: Iterable[FeatureDef]) -> str:
+    """The feature catalogue as a Markdown page, grouped by family."""
+    lines = [
+        "# Feature catalogue",
+        "",
+        "Generated from the feature definitions in `features/` (`pdflow catalogue`); do not edit.",
+        "Every feature uses only records strictly before the start of the application's local day.",
+        "",
+    ]
+    by_family: dict[str, list[FeatureDef]] = {}
+    for feature in defs:
+        by_family.setdefault(feature.family, []).append(feature)
+    for family, items in by_family.items():
+        lines += [f"## {family} ({len(items)})", "", "| feature | window | description |"]
+        lines += ["| --- | --- | --- |"]
+        lines += [f"| `{f.name}` | {f.window} | {f.description} |" for f in items]
+        lines.append("")
+    return "\n".join(lines)

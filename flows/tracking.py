@@ -1,0 +1,88 @@
+"""MLflow: one run per training, its parameters, metrics, artifacts and a registered version."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from flows.settings import MlflowSettings
+from models.pipeline import TrainingOutcome, finite
+
+MODEL_REQUIREMENTS = ("lightgbm", "polars", "pandas", "numpy", "mlflow", "pyarrow")
+
+
+@dataclass
+class RegisteredRun:
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    model_version: str
+    tracking_uri: str
+
+
+def use_tracking(settings: MlflowSettings) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    if experiment is None:
+        Path(settings.artifact_location).mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(
+            settings.experiment_name,
+            artifact_location=Path(settings.artifact_location).as_uri()
+            if "://" not in settings.artifact_location
+            else settings.artifact_location,
+        )
+    return experiment.experiment_id
+
+
+def log_training(
+    outcome: TrainingOutcome,
+    settings: MlflowSettings,
+    params: dict[str, Any],
+    extra_metrics: dict[str, float],
+    artifacts: dict[str, str],
+    tags: dict[str, str],
+) -> RegisteredRun:
+    """Log one training run and register its model as a new version."""
+    experiment_id = use_tracking(settings)
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        mlflow.log_params({**params, **{f"lgbm_{k}": v for k, v in outcome.params.items()}})
+        mlflow.log_param("best_iteration", outcome.best_iteration)
+        mlflow.log_metrics(finite({**outcome.metrics, **extra_metrics}))
+        mlflow.log_metrics({f"rows_{k}": float(v) for k, v in outcome.split_rows.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in artifacts.items():
+                path = Path(tmp) / name
+                path.write_text(text)
+                mlflow.log_artifact(str(path))
+            summary = {"split_months": outcome.split_months, "split_rows": outcome.split_rows}
+            mlflow.log_dict(summary, "split.json")
+        sample = outcome.training_set.head(20).select(outcome.model.spec.names)
+        example = sample.to_pandas()
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=outcome.model,
+            signature=infer_signature(example, outcome.model.predict_pd(sample)),
+            pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
+            registered_model_name=settings.registered_model_name,
+        )
+    return RegisteredRun(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=info.model_uri,
+        model_version=str(info.registered_model_version),
+        tracking_uri=settings.tracking_uri,
+    )
+
+
+def as_json(values: dict[str, Any]) -> str:
+    return json.dumps(values, indent=2, sort_keys=True, default=str)

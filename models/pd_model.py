@@ -1,0 +1,49 @@
+"""The registered model object: a feature frame in, a probability of default out.
+
+What is registered in MLflow is exactly this object, so scoring uses the same feature
+encoding as training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from models.train import FeatureSpec
+
+
+class PDModel(mlflow.pyfunc.PythonModel):
+    """LightGBM booster (at its best iteration) plus the feature specification."""
+
+    def __init__(self, booster: lgb.Booster, spec: FeatureSpec) -> None:
+        self._model_string = booster.model_to_string(num_iteration=booster.best_iteration)
+        self._spec = spec.as_dict()
+        self._booster: lgb.Booster | None = None
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec.from_dict(self._spec)
+
+    @property
+    def booster(self) -> lgb.Booster:
+        if self._booster is None:
+            self._booster = lgb.Booster(model_str=self._model_string)
+        return self._booster
+
+    def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.spec.matrix(features))
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        return self.predict_pd(pl.from_pandas(model_input))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_booster"] = None
+        return state

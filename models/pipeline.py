@@ -1,0 +1,120 @@
+"""From a feature table and labels to a tuned, evaluated PD model (no orchestration here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from models.config import SplitSettings, TrainSettings
+from models.metrics import auc, summary
+from models.pd_model import PDModel
+from models.split import SPLITS, time_split
+from models.train import FeatureSpec, TrainData, TuningResult, default_params, fit, tune
+
+BUREAU_FAMILY = "bureau"
+
+
+@dataclass
+class TrainingOutcome:
+    """Everything a run reports about the model it trained."""
+
+    model: PDModel
+    params: dict[str, object]
+    best_iteration: int
+    metrics: dict[str, float]
+    split_rows: dict[str, int]
+    split_months: dict[str, str]
+    tuning: TuningResult
+    training_set: pl.DataFrame
+
+
+def training_set(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """Mature labelled loans joined to their features (immature loans would bias bad rates)."""
+    mature = labels.filter(pl.col("is_mature")).select("application_id", "label")
+    return features.join(mature, on="application_id", how="inner").sort(
+        "applied_at", "application_id"
+    )
+
+
+def train_pd_model(
+    features: pl.DataFrame,
+    labels: pl.DataFrame,
+    feature_families: Mapping[str, str],
+    split_settings: SplitSettings,
+    train_settings: TrainSettings,
+    timezone: str,
+    truth: pl.DataFrame | None = None,
+    show_progress: bool = True,
+) -> TrainingOutcome:
+    """Split by time, tune on validation, evaluate out of time against a bureau-only baseline."""
+    data = time_split(training_set(features, labels), split_settings, timezone)
+    parts = {name: data.filter(pl.col("split") == name) for name in SPLITS}
+    _require_both_classes(parts)
+    names = list(feature_families)
+    spec = FeatureSpec.from_frame(data, names)
+    train_data = TrainData.build(spec, parts["train"], parts["valid"])
+    tuning = tune(train_data, train_settings, show_progress=show_progress)
+    booster = fit(train_data, tuning.params, train_settings)
+    model = PDModel(booster, spec)
+
+    oot = parts["oot"]
+    oot_labels = oot["label"].to_numpy()
+    metrics = {f"oot_{k}": v for k, v in summary(oot_labels, model.predict_pd(oot)).items()}
+    valid = parts["valid"]
+    metrics["valid_auc"] = auc(valid["label"].to_numpy(), model.predict_pd(valid))
+    metrics["oot_auc_bureau_only"] = _bureau_only_auc(parts, feature_families, train_settings)
+    metrics["oot_auc_lift_over_bureau"] = metrics["oot_auc"] - metrics["oot_auc_bureau_only"]
+    if truth is not None and truth.height:
+        metrics.update(_oracle(oot, truth))
+    if "oot_oracle_auc" in metrics:
+        metrics["oot_auc_to_oracle"] = metrics["oot_auc"] / metrics["oot_oracle_auc"]
+    return TrainingOutcome(
+        model=model,
+        params=tuning.params,
+        best_iteration=booster.best_iteration,
+        metrics=metrics,
+        split_rows={name: part.height for name, part in parts.items()},
+        split_months={
+            name: f"{part['month'].min()}..{part['month'].max()}" for name, part in parts.items()
+        },
+        tuning=tuning,
+        training_set=data,
+    )
+
+
+def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:
+    for name, part in parts.items():
+        counts = part["label"].value_counts()
+        if counts.height < 2:
+            raise ValueError(
+                f"the {name} split has {part.height} loans and only one class; "
+                "more months of data or a different split is needed"
+            )
+
+
+def _bureau_only_auc(
+    parts: dict[str, pl.DataFrame], families: Mapping[str, str], settings: TrainSettings
+) -> float:
+    """Out-of-time AUC of LightGBM with base parameters on bureau features alone."""
+    names = [name for name, family in families.items() if family == BUREAU_FAMILY]
+    spec = FeatureSpec.from_frame(parts["train"], names)
+    data = TrainData.build(spec, parts["train"], parts["valid"])
+    booster = fit(data, default_params(settings), settings)
+    scores = booster.predict(spec.matrix(parts["oot"]), num_iteration=booster.best_iteration)
+    return auc(parts["oot"]["label"].to_numpy(), scores)
+
+
+def _oracle(oot: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """AUC of the simulator's true PD on the same out-of-time loans (synthetic data only)."""
+    joined = oot.join(truth, on="application_id", how="inner")
+    if joined.height < oot.height or joined["label"].n_unique() < 2:
+        return {}
+    oracle = auc(joined["label"].to_numpy(), joined["true_pd"].to_numpy())
+    return {"oot_oracle_auc": oracle}
+
+
+def finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}

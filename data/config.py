@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ContractSettings(BaseModel):
     """How raw logs are interpreted."""
+
+    model_config = ConfigDict(extra="forbid")
 
     timezone: str = Field("Asia/Shanghai", description="Local time zone of the lender's days")
 
@@ -24,6 +26,8 @@ class ContractSettings(BaseModel):
 
 class LabelSettings(BaseModel):
     """The default definition: `threshold_days` past due within the first `window_months`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     window_months: int = Field(6, ge=1, le=60)
     threshold_days: int = Field(90, ge=1, le=720)

@@ -11,13 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SPINE_KEYS = ("application_id", "user_id", "cutoff")
 
 
 class FeatureSettings(BaseModel):
     """Windows (days before the cut-off) of the windowed aggregates."""
+
+    model_config = ConfigDict(extra="forbid")
 
     windows_days: list[int] = Field(default_factory=lambda: [7, 30, 90, 180], min_length=1)
     night_end_hour: int = Field(6, ge=1, le=12, description="Night-time is 00:00 to this hour")

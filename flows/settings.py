@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -39,6 +39,8 @@ DEFAULT_CONFIG = REPO_ROOT / "mlflow.yml"
 
 class MlflowSettings(BaseModel):
     """Where runs and models are recorded."""
+
+    model_config = ConfigDict(extra="forbid")
 
     tracking_uri: str = "sqlite:///.pdflow/mlflow.db"
     artifact_location: str = ".pdflow/mlartifacts"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SplitSettings(BaseModel):
     """Time-ordered split of mature loans by application month (the last months are out of time)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     oot_months: int = Field(2, ge=1, description="Most recent mature months held out of time")
     valid_months: int = Field(2, ge=1, description="Months before those, for early stopping")
@@ -15,6 +17,8 @@ class SplitSettings(BaseModel):
 
 class TrainSettings(BaseModel):
     """LightGBM and tuning settings. Fixed threads and seeds make runs repeatable."""
+
+    model_config = ConfigDict(extra="forbid")
 
     seed: int = 42
     num_threads: int = Field(2, ge=1)

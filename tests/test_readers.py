@@ -1,0 +1,131 @@
+"""Readers: flat and hive layouts, and clear errors for tables that cannot be used."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from data.contract import TABLES
+from data.readers import ContractError, scan_raw, scan_table
+
+CONSUMPTION_ROWS = [
+    {
+        "order_id": f"o{i}",
+        "user_id": f"u{i % 3}",
+        "ts": datetime(2024, 3, 1 + i, 10, tzinfo=UTC),
+        "amount": 10.0 + i,
+        "merchant_category": "dining",
+        "city": "Shenzhen",
+        "device_id": "d1",
+        "pay_method": "balance",
+    }
+    for i in range(6)
+]
+
+
+def consumption_frame() -> pl.DataFrame:
+    return pl.DataFrame(CONSUMPTION_ROWS, schema=TABLES["consumption"].schema)
+
+
+def write_hive(root: Path, frame: pl.DataFrame) -> None:
+    for (day,), part in frame.group_by(pl.col("ts").dt.date(), maintain_order=True):
+        folder = root / "consumption" / f"dt={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(folder / "part-0.parquet")
+
+
+def test_hive_and_flat_layouts_read_the_same_rows(tmp_path: Path) -> None:
+    frame = consumption_frame()
+    write_hive(tmp_path / "hive", frame)
+    flat = tmp_path / "flat" / "consumption"
+    flat.mkdir(parents=True)
+    frame.head(2).write_parquet(flat / "a.parquet")
+    frame.tail(4).write_parquet(flat / "b.parquet")
+    hive_rows = scan_table(tmp_path / "hive", "consumption").collect().sort("order_id")
+    flat_rows = scan_table(tmp_path / "flat", "consumption").collect().sort("order_id")
+    assert hive_rows.equals(frame.sort("order_id"))
+    assert flat_rows.equals(frame.sort("order_id"))
+    assert "dt" not in hive_rows.columns
+
+
+def test_extra_columns_are_dropped_and_compatible_types_cast(tmp_path: Path) -> None:
+    folder = tmp_path / "consumption"
+    folder.mkdir()
+    frame = consumption_frame().with_columns(
+        pl.col("ts").dt.cast_time_unit("ns"),
+        pl.col("merchant_category").cast(pl.Categorical),
+        vendor_extra=pl.lit(1),
+    )
+    frame.write_parquet(folder / "x.parquet")
+    read = scan_table(tmp_path, "consumption").collect()
+    assert read.schema == TABLES["consumption"].schema
+
+
+def test_missing_folder_names_table_and_path(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="table folder is missing") as err:
+        scan_table(tmp_path, "consumption")
+    assert err.value.table == "consumption"
+    assert str(tmp_path / "consumption") in str(err.value)
+
+
+def test_missing_optional_truth_reads_empty(tmp_path: Path) -> None:
+    assert scan_table(tmp_path, "_truth").collect().is_empty()
+
+
+def test_empty_folder_is_an_empty_table(tmp_path: Path) -> None:
+    (tmp_path / "consumption").mkdir()
+    frame = scan_table(tmp_path, "consumption").collect()
+    assert frame.is_empty() and frame.schema == TABLES["consumption"].schema
+
+
+def test_missing_column_names_table_column_and_file(tmp_path: Path) -> None:
+    write_hive(tmp_path, consumption_frame())
+    bad = next((tmp_path / "consumption").rglob("*.parquet"))
+    pl.read_parquet(bad).drop("pay_method").write_parquet(bad)
+    with pytest.raises(ContractError, match="required column is missing") as err:
+        scan_table(tmp_path, "consumption")
+    assert (err.value.table, err.value.column, err.value.file) == ("consumption", "pay_method", bad)
+
+
+@pytest.mark.parametrize(
+    "column,wrong",
+    [
+        ("amount", pl.col("amount").cast(pl.String)),
+        ("ts", pl.col("ts").dt.replace_time_zone(None)),
+        ("user_id", pl.col("user_id").str.slice(1).cast(pl.Int64)),
+    ],
+)
+def test_wrong_type_names_table_column_and_file(
+    tmp_path: Path, column: str, wrong: pl.Expr
+) -> None:
+    folder = tmp_path / "consumption"
+    folder.mkdir()
+    path = folder / "x.parquet"
+    consumption_frame().with_columns(wrong.alias(column)).write_parquet(path)
+    with pytest.raises(ContractError, match="contract says") as err:
+        scan_table(tmp_path, "consumption")
+    assert (err.value.column, err.value.file) == (column, path)
+
+
+def test_file_that_is_not_parquet_is_named(tmp_path: Path) -> None:
+    write_hive(tmp_path, consumption_frame())
+    junk = tmp_path / "consumption" / "dt=2024-03-02" / "part-9.parquet"
+    junk.write_text("user_id,amount\nu1,3\n")
+    with pytest.raises(ContractError, match="not readable Parquet") as err:
+        scan_table(tmp_path, "consumption")
+    assert err.value.file == junk
+
+
+def test_hidden_in_progress_files_are_ignored(tmp_path: Path) -> None:
+    write_hive(tmp_path, consumption_frame())
+    (tmp_path / "consumption" / "_tmp").mkdir()
+    (tmp_path / "consumption" / "_tmp" / "half.parquet").write_text("partial")
+    assert scan_table(tmp_path, "consumption").collect().height == len(CONSUMPTION_ROWS)
+
+
+def test_missing_raw_root(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="raw root folder does not exist"):
+        scan_raw(tmp_path / "nope")

@@ -7,6 +7,7 @@ message on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,24 @@ DateOption = Annotated[
         formats=["%Y-%m-%d"], help="A local calendar date, YYYY-MM-DD", show_default=False
     ),
 ]
+
+
+USER_ERRORS = (ContractError, SplitError, FileNotFoundError, ValidationError)
+
+
+class HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs every failed task with its traceback; for bad input, the message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], USER_ERRORS):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def hide_user_error_tracebacks() -> None:
+    for handler in logging.getLogger("prefect").handlers + logging.getLogger().handlers:
+        handler.addFilter(HideUserErrorTracebacks())
 
 
 @contextmanager
@@ -154,6 +173,7 @@ def train(
         configure_runtime(settings)
         from flows.train_flow import train_flow
 
+        hide_user_error_tracebacks()
         day: date | None = as_of.date() if as_of else None
         summary = train_flow(settings, raw_root, day)
     print_summary(summary)

@@ -66,12 +66,13 @@ def log_training(
                 mlflow.log_artifact(str(path))
             summary = {"split_months": outcome.split_months, "split_rows": outcome.split_rows}
             mlflow.log_dict(summary, "split.json")
-        sample = outcome.training_set.head(20).select(outcome.model.spec.names)
-        example = sample.to_pandas()
+        sample = outcome.training_set.head(20)
+        example = outcome.model.spec.to_pandas(sample)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=outcome.model,
             signature=infer_signature(example, outcome.model.predict_pd(sample)),
+            input_example=example.head(3),
             pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
             registered_model_name=settings.registered_model_name,
         )

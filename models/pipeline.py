@@ -11,7 +11,7 @@ import polars as pl
 from models.config import SplitSettings, TrainSettings
 from models.metrics import auc, summary
 from models.pd_model import PDModel
-from models.split import SPLITS, time_split
+from models.split import SPLITS, SplitError, time_split
 from models.train import FeatureSpec, TrainData, TuningResult, default_params, fit, tune
 
 BUREAU_FAMILY = "bureau"
@@ -89,7 +89,7 @@ def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:
     for name, part in parts.items():
         counts = part["label"].value_counts()
         if counts.height < 2:
-            raise ValueError(
+            raise SplitError(
                 f"the {name} split has {part.height} loans and only one class; "
                 "more months of data or a different split is needed"
             )

@@ -9,6 +9,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+import pandas as pd
 import polars as pl
 from optuna_integration import LightGBMPruningCallback
 
@@ -47,6 +48,13 @@ class FeatureSpec:
                 column = column.cast(pl.String).cast(dtype, strict=False).to_physical()
             columns.append(column.cast(pl.Float64).alias(name))
         return frame.select(columns).to_numpy().astype(np.float64, copy=False)
+
+    def to_pandas(self, frame: pl.DataFrame) -> pd.DataFrame:
+        """The model's pandas input (MLflow pyfunc): feature columns, categories as strings."""
+        return frame.select(
+            pl.col(name).cast(pl.String) if name in self.categories else pl.col(name)
+            for name in self.names
+        ).to_pandas()
 
     def as_dict(self) -> dict[str, Any]:
         return {

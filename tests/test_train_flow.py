@@ -1,0 +1,78 @@
+"""`pdflow train` end to end: Prefect flow, MLflow run and registered version, clear failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+PDFLOW = str(Path(sys.executable).parent / "pdflow")
+
+
+def run_pdflow(args: list[str], workspace: Path, tracking_uri: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PDFLOW_WORKSPACE": str(workspace),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PDFLOW_TRAINING__TRIALS": "2",
+        "PDFLOW_TRAINING__MAX_ROUNDS": "300",
+        "PDFLOW_TRAINING__MIN_DATA_IN_LEAF": "20",
+    }
+    return subprocess.run(
+        [PDFLOW, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> None:
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_pdflow(["train", "--raw", str(small_raw)], tmp_path / "ws", tracking)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Model version" in result.stdout and "out-of-time AUC" in result.stdout
+
+    mlflow.set_tracking_uri(tracking)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("pdflow-pd")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    metrics = runs[0].data.metrics
+    assert 0.5 < metrics["oot_auc"] <= 1.0 and 0.0 < metrics["oot_ks"] <= 1.0
+    assert metrics["rows_oot"] > 0 and metrics["rows_train"] > metrics["rows_oot"]
+    assert runs[0].data.params["as_of"] == "2025-09-01"
+    versions = client.search_model_versions("name='pdflow-pd'")
+    assert [v.version for v in versions] == ["1"]
+    assert versions[0].run_id == runs[0].info.run_id
+
+    run_dir = tmp_path / "ws" / "runs" / "2025-09-01"
+    features = pl.read_parquet(run_dir / "features.parquet")
+    model = mlflow.pyfunc.load_model("models:/pdflow-pd/1")
+    scores = np.asarray(model.predict(features.head(50).to_pandas()))
+    assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"feature_catalogue.md", "rows_as_of.json", "split.json"} <= artifacts
+
+
+def test_unusable_raw_root_stops_with_a_clear_message(small_raw: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "raw"
+    shutil.copytree(small_raw, broken)
+    shutil.rmtree(broken / "bureau_snapshots")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_pdflow(["train", "--raw", str(broken)], tmp_path / "ws", tracking)
+    assert result.returncode == 2
+    assert "table folder is missing" in result.stderr and "bureau_snapshots" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_missing_raw_root_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_pdflow(["train", "--raw", str(tmp_path / "nope")], tmp_path / "ws", "sqlite:///x")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

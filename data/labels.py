@@ -7,8 +7,10 @@ every installment due in the window is at least ``threshold_days`` past its due 
 loans are immature. Rejected applications are never labelled.
 
 Besides the contract's label, each loan gets ``is_mature`` (every in-window installment is past
-the threshold, bad or not). Training sets use mature loans only: the labelled-but-immature
-loans of recent months are all bad, and keeping them would inflate recent bad rates.
+the threshold, bad or not) and ``cohort_complete`` (every loan disbursed in the same calendar
+month has had time to mature). Training sets use complete cohorts only: the labelled-but-immature
+loans of recent months are all bad, and in a partly mature month the mature loans are mostly
+the short-term ones, so either would bias bad rates.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ LABEL_SCHEMA = pl.Schema(
         "is_bad": pl.Boolean(),
         "is_mature": pl.Boolean(),
         "is_labelled": pl.Boolean(),
+        "cohort_complete": pl.Boolean(),
         "label": pl.Int8(),
     }
 )
@@ -57,6 +60,13 @@ def installment_status(
         .otherwise(days_since_due >= threshold_days),
         is_mature=days_since_due >= threshold_days,
     )
+
+
+def cohort_complete(as_of: date, settings: LabelSettings) -> pl.Expr:
+    """Whether the loan's whole disbursal month is past the window and the threshold at `as_of`."""
+    last_day = pl.col("disbursal_date").dt.month_end()
+    window_end = last_day.dt.offset_by(f"{settings.window_months}mo")
+    return window_end + pl.duration(days=settings.threshold_days) <= pl.lit(as_of)
 
 
 def label_loans(
@@ -99,6 +109,7 @@ def label_loans(
             is_bad=is_bad,
             is_mature=is_mature,
             is_labelled=is_bad | is_mature,
+            cohort_complete=cohort_complete(as_of, settings),
         )
         .with_columns(label=pl.when(pl.col("is_labelled")).then(pl.col("is_bad").cast(pl.Int8)))
         .select(LABEL_SCHEMA.names())

@@ -32,8 +32,13 @@ class TrainingOutcome:
 
 
 def training_set(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """Mature labelled loans joined to their features (immature loans would bias bad rates)."""
-    mature = labels.filter(pl.col("is_mature")).select("application_id", "label")
+    """Labelled loans of complete monthly cohorts, joined to their features.
+
+    Immature loans and partly mature months would bias bad rates (see ``data.labels``).
+    """
+    mature = labels.filter(pl.col("cohort_complete") & pl.col("is_labelled")).select(
+        "application_id", "label"
+    )
     return features.join(mature, on="application_id", how="inner").sort(
         "applied_at", "application_id"
     )

@@ -177,3 +177,14 @@ def test_window_and_threshold_are_settings(window: int, threshold: int) -> None:
 def test_loan_without_schedule_stays_unlabelled() -> None:
     row = labels_at(MATURE_AS_OF, [application("a")], [])["a"]
     assert row["is_labelled"] is False and row["installments_in_window"] == 0
+
+
+def test_cohort_is_complete_only_when_its_last_day_has_matured() -> None:
+    # Disbursed in January 2024: the month's last loan (Jan 31) is mature from Jul 31 + 90 days.
+    last_mature = date(2024, 7, 31) + timedelta(days=90)
+    before = labels_at(
+        last_mature - timedelta(days=1), [application("a")], schedule("a", on_time())
+    )
+    after = labels_at(last_mature, [application("a")], schedule("a", on_time()))
+    assert before["a"]["is_mature"] and not before["a"]["cohort_complete"]
+    assert after["a"]["cohort_complete"]

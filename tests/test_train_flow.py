@@ -48,13 +48,14 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     assert metrics["rows_oot"] > 0 and metrics["rows_train"] > metrics["rows_oot"]
     assert runs[0].data.params["as_of"] == "2025-09-01"
     versions = client.search_model_versions("name='pdflow-pd'")
-    assert [v.version for v in versions] == ["1"]
+    assert [str(v.version) for v in versions] == ["1"]
     assert versions[0].run_id == runs[0].info.run_id
 
     run_dir = tmp_path / "ws" / "runs" / "2025-09-01"
     features = pl.read_parquet(run_dir / "features.parquet")
     model = mlflow.pyfunc.load_model("models:/pdflow-pd/1")
-    scores = np.asarray(model.predict(features.head(50).to_pandas()))
+    spec = model.unwrap_python_model().spec
+    scores = np.asarray(model.predict(spec.to_pandas(features.head(50))))
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"feature_catalogue.md", "rows_as_of.json", "split.json"} <= artifacts

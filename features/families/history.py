@@ -27,7 +27,8 @@ def installment_records(
 ) -> pl.LazyFrame:
     """Installments of earlier loans already due before the application day, as then known."""
     application_day = local_date("cutoff", timezone)
-    paid_known = pl.col("paid_at") < pl.col("cutoff")
+    # Unpaid (null) reads as "not paid yet", never as unknown: it must count against on-time.
+    paid_known = (pl.col("paid_at") < pl.col("cutoff")).fill_null(False)
     settled_on = (
         pl.when(paid_known).then(local_date("paid_at", timezone)).otherwise(application_day)
     )

@@ -1,0 +1,175 @@
+"""Synthetic raw logs for pdflow: a latent world of micro-loan borrowers, written to the contract.
+
+Public API::
+
+    from data.generator import GeneratorConfig, GenerationReport, generate
+    report = generate(Path("raw"), GeneratorConfig(users=20_000, months=24, seed=7))
+
+The world (details in :mod:`.population` and :mod:`.tables`):
+
+- every user has latent traits (income, income stability, impulsivity, repayment discipline,
+  appetite for credit) partly reflected by the observable profile (occupation, city tier,
+  age; gender is pure noise);
+- a monthly financial-stress process per user (AR(1), community shocks, rare jumps) makes
+  risk dynamic; from ``shock_start`` a macro shock raises stress of gig / self-employed
+  workers and tier 4-5 cities;
+- users live in communities with a shared risk factor; friendships are mostly within them;
+- from ``campaign_start`` a push-message campaign brings extra, riskier applicants;
+- every table is a noisy view of traits and *current* stress; ``_truth.true_pd`` is the
+  non-linear default probability the simulator drew each loan's outcome from.
+
+Output layout, determinism and atomicity are documented on :func:`generate`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from data.contract import EVENT_TABLES, TABLES
+
+from .block import BlockResult, finish_output, run_block
+from .config import GenerationReport, GeneratorConfig
+from .timeline import Timeline
+
+__all__ = ["GenerationReport", "GeneratorConfig", "generate"]
+
+
+def _replaceable(out: Path) -> bool:
+    """True when ``out`` is absent, empty, or only holds contract table folders."""
+    if not out.exists():
+        return True
+    if not out.is_dir():
+        return False
+    return all(e.is_dir() and e.name in TABLES for e in os.scandir(out))
+
+
+def generate(out: Path, config: GeneratorConfig, progress: bool = True) -> GenerationReport:
+    """Simulate ``config`` and write every contract table under ``out``.
+
+    Layout: ``out/<table>/dt=YYYY-MM-DD/part-<block>.parquet`` for the event tables and
+    ``applications`` (``dt`` = local date of the row's timestamp, not stored in the file);
+    ``out/<table>/part-<block>.parquet`` for ``users``, ``bureau_snapshots``, ``repayments``
+    and ``_truth``. Every file has exactly ``data.contract.TABLES[name].schema``.
+
+    Period: ``[start, start + months)`` in local time; no timestamp (events, applications,
+    ``paid_at``) is at or after its end, no user acts before ``registered_at``. Repayment
+    schedules list every installment, including those due after the end (unpaid there).
+
+    Determinism: block ``b`` (users ``b*block_users`` ...) draws from
+    ``SeedSequence(seed).spawn(n_blocks)[b]``; rows are sorted (local day, user, time) before
+    ids are numbered, so the same config gives byte-identical files.
+
+    Atomicity (replace only when complete): everything is written into a hidden temporary
+    sibling ``.<name>.tmp-*`` and moved into place by a rename only after every block
+    succeeded. If ``out`` already exists it is replaced at that moment, but only when it is
+    empty or holds nothing but contract table folders (a previous raw output); anything else
+    raises :class:`FileExistsError` before any work. A failed or killed run leaves ``out``
+    untouched (a killed run may leave the hidden temporary folder behind; it is safe to
+    delete).
+    """
+    out = Path(out)
+    if not _replaceable(out):
+        raise FileExistsError(
+            f"{out} exists and is not a previous generator output (only contract table "
+            "folders may be replaced); choose another --out or remove it"
+        )
+    t_start = time.perf_counter()
+    tl = Timeline.build(config.start, config.months, config.timezone)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    rows: dict[str, int] = dict.fromkeys(TABLES, 0)
+    files = 0
+    active_months = 0.0
+    bar = None
+    try:
+        children = np.random.SeedSequence(config.seed).spawn(config.n_blocks)
+        bar = _progress(progress, config.n_blocks)
+        workers = max(1, min(config.workers, config.n_blocks))
+
+        def collect(result: BlockResult) -> None:
+            nonlocal files, active_months
+            for k, v in result.rows.items():
+                rows[k] += v
+            files += result.files
+            active_months += result.active_user_months
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, rows=sum(rows.values()))
+
+        if workers == 1:
+            for b, ss in enumerate(children):
+                collect(run_block(b, ss, tmp, config))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [
+                    pool.submit(run_block, b, ss, tmp, config) for b, ss in enumerate(children)
+                ]
+                try:
+                    for fut in as_completed(futures):
+                        collect(fut.result())
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+        files += finish_output(tmp, tl)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    seconds = time.perf_counter() - t_start
+    event_rows = sum(rows[t] for t in EVENT_TABLES)
+    return GenerationReport(
+        out=out,
+        config=config,
+        rows=rows,
+        seconds=seconds,
+        event_rows=event_rows,
+        events_per_second=event_rows / seconds if seconds > 0 else 0.0,
+        rows_per_second=sum(rows.values()) / seconds if seconds > 0 else 0.0,
+        active_user_months=active_months,
+        events_per_active_user_month=event_rows / active_months if active_months else 0.0,
+        files=files,
+    )
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("generating blocks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    bar.start()
+    task = bar.add_task("generate", total=total, rows=0)
+    return bar, task

@@ -1,0 +1,484 @@
+"""The latent world of one user block: traits, communities, the stress process and credit state.
+
+Everything here is hidden from the pipeline; the tables in :mod:`data.generator.tables` are
+noisy views of it.
+
+Per-user traits
+    occupation, city tier, age (observable) drive a lognormal monthly income, an income
+    stability in (0, 1) (Beta by occupation: salaried/retired stable, gig/unemployed not),
+    impulsivity (younger a bit higher), repayment discipline (older a bit higher, impulsive
+    lower) and appetite for credit (impulsive and poorer users higher). Gender is drawn
+    independently of everything and has no effect anywhere.
+
+Communities (homophily)
+    Users of a block are sorted on a noisy mix of appetite, impulsivity, city tier and
+    (lack of) discipline and cut into contiguous communities of 15-120 users, so members
+    resemble each other; each community also carries its own risk factor ``cf`` (shared
+    local economy / peer norms) that raises stress and default. Friendship ties are ~85%
+    within the community, the rest random within the block (so every peer is a block user).
+
+Financial stress (dynamic risk)
+    ``S[u, j]`` for j = 0..months (column 0 is the month before the period) is an AR(1)
+    around a user mean (low stability, low income, community factor, unemployment raise it)
+    with idiosyncratic noise, a community shock shared by members each month, rare jumps
+    (job loss, illness) and a macro shock: from ``shock_start`` on, gig / self-employed
+    workers and tier 4-5 cities get ``shock_size`` more stress (ramped over 3 months).
+
+Credit state (the bureau's view)
+    New loans from other lenders arrive at a rate rising with appetite and stress
+    (multi-lending); each stays open 6 months. Delinquency on them starts with a probability
+    rising with stress and falling with discipline and persists / deepens under stress;
+    ``max_dpd_24m`` is the rolling 24-month maximum including an older history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from data.contract import GENDERS, OCCUPATIONS
+
+from .config import GeneratorConfig
+from .timeline import Timeline
+
+OCC = {name: i for i, name in enumerate(OCCUPATIONS)}
+OCC_P = np.array(
+    [
+        {
+            "salaried": 0.45,
+            "self_employed": 0.13,
+            "gig": 0.17,
+            "student": 0.10,
+            "retired": 0.05,
+            "unemployed": 0.10,
+        }[o]
+        for o in OCCUPATIONS
+    ]
+)
+OCC_LOG_INCOME = np.array(
+    [
+        {
+            "salaried": 0.15,
+            "self_employed": 0.2,
+            "gig": -0.15,
+            "student": -1.0,
+            "retired": -0.3,
+            "unemployed": -0.9,
+        }[o]
+        for o in OCCUPATIONS
+    ]
+)
+OCC_STABILITY_AB = np.array(
+    [
+        {
+            "salaried": (8, 2),
+            "self_employed": (3, 3),
+            "gig": (2, 4),
+            "student": (3, 3),
+            "retired": (9, 1.5),
+            "unemployed": (1.5, 5),
+        }[o]
+        for o in OCCUPATIONS
+    ],
+    dtype=float,
+)
+TIER_P = np.array([0.10, 0.20, 0.30, 0.25, 0.15])
+TIER_LOG_INCOME = np.array([0.45, 0.25, 0.0, -0.15, -0.3])
+GENDER_P = np.array([{"F": 0.48, "M": 0.49, "U": 0.03}[g] for g in GENDERS])
+MEAN_LOG_INCOME = 8.35  # about 4,200 CNY a month
+
+CITIES_BY_TIER = (
+    ("Beijing", "Shanghai", "Guangzhou", "Shenzhen"),
+    ("Chengdu", "Hangzhou", "Wuhan", "Nanjing", "Chongqing", "Xi'an", "Suzhou", "Tianjin"),
+    ("Kunming", "Nanning", "Taiyuan", "Lanzhou", "Guiyang", "Haikou", "Yinchuan", "Xining"),
+    ("Zhuzhou", "Mianyang", "Jiujiang", "Zhanjiang", "Handan", "Liuzhou", "Baoding", "Yulin"),
+    ("Anshun", "Hegang", "Qitaihe", "Baise", "Tongren", "Dingxi", "Longnan", "Zhaotong"),
+)
+CITIES = tuple(c for tier in CITIES_BY_TIER for c in tier)
+_CITY_OFFSET = np.cumsum([0] + [len(t) for t in CITIES_BY_TIER])[:-1]
+_CITY_COUNT = np.array([len(t) for t in CITIES_BY_TIER])
+# first six digits of the id number (administrative area), one per city
+_AREA_CODES = np.array([110101 + 1013 * i for i in range(len(CITIES))], dtype=np.int64)
+
+MAX_DEVICES = 4
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class Population:
+    """Latent and observable state of the users of one block (index 0..n-1 inside the block)."""
+
+    block: int
+    n: int
+    first_user: int
+    uid: pl.Series  # user_id strings
+    # observable profile
+    occ: np.ndarray
+    tier: np.ndarray
+    age: np.ndarray
+    birth_year: np.ndarray
+    gender: np.ndarray
+    home_city: np.ndarray
+    reg_day: np.ndarray  # local day index of registration (negative: before the period)
+    reg_us: np.ndarray
+    # latent traits
+    log_inc: np.ndarray
+    income: np.ndarray
+    stab: np.ndarray
+    imp: np.ndarray
+    disc: np.ndarray
+    app: np.ndarray
+    eng: np.ndarray
+    # communities and friendship graph
+    comm: np.ndarray
+    cf: np.ndarray  # community factor per user
+    e_src: np.ndarray
+    e_peer: np.ndarray
+    e_formed: np.ndarray  # local day the tie formed; -1 = before the period
+    e_start: np.ndarray  # first edge of each user
+    e_count: np.ndarray
+    # dynamics, (n, months + 1); column j is month j - 1
+    S: np.ndarray
+    nnew: np.ndarray
+    L: np.ndarray
+    dpd: np.ndarray
+    max24: np.ndarray
+    cards: np.ndarray
+    card_limit: np.ndarray
+    # activity window per (user, month)
+    lo: np.ndarray  # first local day a user can act in month m
+    frac: np.ndarray  # share of month m the user is registered
+    # devices
+    dev_start: np.ndarray  # (n, MAX_DEVICES) first day of each device; huge = never
+    dev_ids: pl.Series  # n * MAX_DEVICES strings
+
+    @property
+    def Sm(self) -> np.ndarray:
+        """Stress of the simulated months, (n, months)."""
+        return self.S[:, 1:]
+
+    def device_at(self, rng: np.random.Generator, u: np.ndarray, day: np.ndarray) -> pl.Series:
+        """Device in use by users ``u`` on local days ``day`` (mostly the newest one)."""
+        k = (self.dev_start[u] <= day[:, None]).sum(axis=1) - 1
+        old = rng.random(u.size) < 0.06
+        k = np.where(old, 0, np.maximum(k, 0))
+        return self.dev_ids.gather(u * MAX_DEVICES + k)
+
+    def pick_peer(
+        self, rng: np.random.Generator, u: np.ndarray, day: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A random friend of each ``u`` whose tie exists on ``day``; returns (peer, valid)."""
+        cnt = self.e_count[u]
+        has = cnt > 0
+        e = self.e_start[u] + np.floor(rng.random(u.size) * np.maximum(cnt, 1)).astype(np.int64)
+        e = np.where(has, e, 0)
+        if self.e_src.size == 0:
+            return np.zeros(u.size, dtype=np.int64), np.zeros(u.size, dtype=bool)
+        valid = has & (self.e_formed[e] <= day)
+        return self.e_peer[e], valid
+
+
+def user_ids(first: int, n: int) -> pl.Series:
+    """``U`` + 9-digit global user number."""
+    return (
+        pl.select(
+            pl.concat_str(pl.lit("U"), pl.int_range(first, first + n).cast(pl.String).str.zfill(9))
+        )
+        .to_series()
+        .rename("user_id")
+    )
+
+
+def build_population(
+    block: int,
+    first_user: int,
+    n: int,
+    tl: Timeline,
+    cfg: GeneratorConfig,
+    rng: np.random.Generator,
+) -> Population:
+    M = tl.months
+    occ = rng.choice(len(OCCUPATIONS), n, p=OCC_P)
+    tier = rng.choice(5, n, p=TIER_P) + 1
+    age = np.clip(rng.normal(34, 9, n), 20, 60)
+    age = np.where(occ == OCC["student"], rng.uniform(18, 25, n), age)
+    age = np.where(occ == OCC["retired"], rng.uniform(56, 75, n), age)
+    birth_year = (tl.start.year - np.floor(age)).astype(np.int64)
+    age_z = (age - 35) / 10
+    gender = rng.choice(len(GENDERS), n, p=GENDER_P)
+    home_city = _CITY_OFFSET[tier - 1] + np.floor(rng.random(n) * _CITY_COUNT[tier - 1]).astype(
+        np.int64
+    )
+
+    log_inc = (
+        MEAN_LOG_INCOME
+        + OCC_LOG_INCOME[occ]
+        + TIER_LOG_INCOME[tier - 1]
+        + 0.15 * np.clip(age_z, -1.5, 1.0)
+        + rng.normal(0, 0.45, n)
+    )
+    income = np.exp(log_inc)
+    ab = OCC_STABILITY_AB[occ]
+    stab = rng.beta(ab[:, 0], ab[:, 1])
+    imp = rng.normal(0, 1, n) + 0.35 * (age < 26)
+    disc = 0.85 * rng.normal(0, 1, n) - 0.35 * imp + 0.25 * np.clip(age_z, -2, 2)
+    app = (
+        0.8 * rng.normal(0, 1, n)
+        + 0.35 * imp
+        - 0.3 * (log_inc - MEAN_LOG_INCOME)
+        + 0.2 * np.isin(occ, [OCC["gig"], OCC["unemployed"]])
+    )
+    eng = rng.lognormal(0, 0.35, n)
+
+    # registration
+    pre = rng.random(n) < cfg.pre_registered
+    reg_day = np.where(
+        pre, -rng.integers(1, 900, n), rng.integers(0, max(tl.n_days - 1, 1), n)
+    ).astype(np.int64)
+    reg_us = tl.to_utc(reg_day, rng.integers(0, 86_400_000_000, n))
+
+    # communities: homophily by sorting on a noisy trait mix and cutting into chunks
+    key = 0.5 * app + 0.3 * imp + 0.25 * tier - 0.3 * disc + rng.normal(0, 0.8, n)
+    order = np.argsort(key, kind="stable")
+    sizes = rng.integers(15, 121, n // 15 + 2)
+    cut = np.cumsum(sizes)
+    n_comm = int(np.searchsorted(cut, n) + 1)
+    sizes = sizes[:n_comm].copy()
+    sizes[-1] = n - (cut[n_comm - 2] if n_comm > 1 else 0)
+    comm_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    comm = np.empty(n, dtype=np.int64)
+    comm[order] = np.repeat(np.arange(n_comm), sizes)
+    cf_comm = rng.normal(0, 1, n_comm)
+    cf = cf_comm[comm]
+
+    # friendship graph
+    deg = 1 + rng.poisson(5 * eng)
+    src = np.repeat(np.arange(n), deg)
+    c = comm[src]
+    inside = rng.random(src.size) < 0.85
+    within = order[comm_start[c] + np.floor(rng.random(src.size) * sizes[c]).astype(np.int64)]
+    peer = np.where(inside, within, np.floor(rng.random(src.size) * n).astype(np.int64))
+    keep = peer != src
+    key_e = np.unique(src[keep] * n + peer[keep])  # dedupe; sorted by source
+    e_src, e_peer = key_e // n, key_e % n
+    earliest = np.maximum(reg_day[e_src], reg_day[e_peer]) + 1
+    pre_tie = (earliest <= 0) & (rng.random(e_src.size) < 0.75)
+    first = np.maximum(earliest, 0)
+    formed = first + np.floor(rng.random(e_src.size) * np.maximum(tl.n_days - first, 0)).astype(
+        np.int64
+    )
+    formed = np.where(pre_tie, -1, formed)
+    alive = pre_tie | (first < tl.n_days)
+    e_src, e_peer, formed = e_src[alive], e_peer[alive], formed[alive]
+    e_count = np.bincount(e_src, minlength=n)
+    e_start = np.concatenate([[0], np.cumsum(e_count)[:-1]])
+
+    # stress process, columns 0..M (0 = month before the period)
+    mu = (
+        0.55 * (0.55 - stab)
+        - 0.25 * (log_inc - MEAN_LOG_INCOME)
+        + 0.25 * cf
+        + 0.3 * (occ == OCC["unemployed"])
+        + 0.1 * app
+    )
+    exposed = (np.isin(occ, [OCC["gig"], OCC["self_employed"]]) | (tier >= 4)).astype(float)
+    shock_m = round(cfg.shock_start * M)
+    macro = np.zeros(M + 1)
+    for j in range(1, M + 1):
+        m = j - 1
+        if m >= shock_m:
+            macro[j] = cfg.shock_size * min(1.0, (m - shock_m + 1) / 3)
+    comm_shock = rng.normal(0, 1, (n_comm, M + 1))
+    S = np.empty((n, M + 1))
+    S[:, 0] = mu + rng.normal(0, 0.6, n)
+    for j in range(1, M + 1):  # loop over months, vectorised over users
+        jump = (rng.random(n) < 0.012) * rng.exponential(1.2, n)
+        level = mu + macro[j] * exposed
+        prev_level = mu + macro[j - 1] * exposed
+        S[:, j] = (
+            level
+            + 0.72 * (S[:, j - 1] - prev_level)
+            + 0.42 * rng.normal(0, 1, n)
+            + 0.22 * comm_shock[comm, j]
+            + jump
+        )
+
+    # multi-lending at other lenders: new loans per month, each open 6 months
+    hist = rng.poisson(
+        0.12 * np.exp(0.75 * app[:, None] + 0.55 * S[:, :1] + 0.15 * imp[:, None]), (n, 5)
+    )
+    nnew = rng.poisson(0.12 * np.exp(0.75 * app[:, None] + 0.55 * S + 0.15 * imp[:, None]))
+    allnew = np.concatenate([hist, nnew], axis=1)
+    cs = np.cumsum(allnew, axis=1)
+    shifted = np.concatenate([np.zeros((n, 6), dtype=cs.dtype), cs[:, :-6]], axis=1)
+    L = (cs - shifted)[:, 5:]
+
+    # delinquency at other lenders
+    dpd = np.zeros((n, M + 1), dtype=np.int64)
+    prev = np.zeros(n, dtype=np.int64)
+    buckets = np.array([15, 45, 75, 120])
+    for j in range(M + 1):
+        start_p = sigmoid(-4.3 - 0.85 * disc + 1.0 * S[:, j] + 0.12 * L[:, j])
+        stay_p = sigmoid(-0.5 - 0.6 * disc + 0.6 * S[:, j])
+        new = (prev == 0) & (rng.random(n) < start_p)
+        stay = (prev > 0) & (rng.random(n) < stay_p)
+        fresh = rng.integers(1, 30, n) + 30 * rng.choice(4, n, p=[0.6, 0.25, 0.1, 0.05])
+        cur = np.where(new, fresh, np.where(stay, np.minimum(prev + 30, 180), 0))
+        dpd[:, j] = cur
+        prev = cur
+    hist0 = np.where(
+        rng.random(n) < sigmoid(-2.8 - 0.85 * disc + 0.5 * mu),
+        rng.choice(buckets, n, p=[0.45, 0.3, 0.15, 0.1]),
+        0,
+    )
+    max24 = np.maximum.accumulate(dpd, axis=1)
+    if M + 1 > 24:  # true rolling 24-month window
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        padded = np.concatenate([np.zeros((n, 23), dtype=dpd.dtype), dpd], axis=1)
+        max24 = sliding_window_view(padded, 24, axis=1).max(axis=2)
+    cols = np.arange(M + 1)
+    max24 = np.maximum(max24, np.where(cols[None, :] < 12, hist0[:, None], 0))
+
+    cards = rng.poisson(np.exp(-0.4 + 0.6 * (log_inc - MEAN_LOG_INCOME) + 0.3 * stab))
+    card_limit = income * rng.lognormal(1.1, 0.4, n)
+
+    # activity windows
+    ms, me = tl.month_start[:-1], tl.month_start[1:]
+    lo = np.maximum(ms[None, :], reg_day[:, None] + 1)
+    frac = np.clip((me[None, :] - lo) / (me - ms)[None, :], 0.0, 1.0)
+
+    # devices: more devices (phone changes) for appetite / stress / impulsivity
+    n_dev = 1 + np.minimum(
+        rng.poisson(0.15 * np.exp(0.4 * app + 0.3 * mu + 0.3 * imp)), MAX_DEVICES - 1
+    )
+    first_day = np.maximum(reg_day, 0)
+    span = np.maximum(tl.n_days - first_day, 1)
+    starts = first_day[:, None] + np.sort(
+        np.floor(rng.random((n, MAX_DEVICES - 1)) * span[:, None]).astype(np.int64), axis=1
+    )
+    never = np.iinfo(np.int64).max // 4
+    dev_start = np.concatenate([np.full((n, 1), -(10**9)), starts], axis=1)
+    dev_start = np.where(np.arange(MAX_DEVICES)[None, :] < n_dev[:, None], dev_start, never)
+
+    uid = user_ids(first_user, n)
+    dev_ids = (
+        pl.select(
+            pl.concat_str(
+                pl.lit("D"),
+                (pl.int_range(0, n * MAX_DEVICES) // MAX_DEVICES + first_user)
+                .cast(pl.String)
+                .str.zfill(9),
+                pl.lit("-"),
+                (pl.int_range(0, n * MAX_DEVICES) % MAX_DEVICES).cast(pl.String),
+            )
+        )
+        .to_series()
+        .rename("device_id")
+    )
+
+    return Population(
+        block=block,
+        n=n,
+        first_user=first_user,
+        uid=uid,
+        occ=occ,
+        tier=tier,
+        age=age,
+        birth_year=birth_year,
+        gender=gender,
+        home_city=home_city,
+        reg_day=reg_day,
+        reg_us=reg_us,
+        log_inc=log_inc,
+        income=income,
+        stab=stab,
+        imp=imp,
+        disc=disc,
+        app=app,
+        eng=eng,
+        comm=comm,
+        cf=cf,
+        e_src=e_src,
+        e_peer=e_peer,
+        e_formed=formed,
+        e_start=e_start,
+        e_count=e_count,
+        S=S,
+        nnew=nnew,
+        L=L,
+        dpd=dpd,
+        max24=max24,
+        cards=cards,
+        card_limit=card_limit,
+        lo=lo,
+        frac=frac,
+        dev_start=dev_start,
+        dev_ids=dev_ids,
+    )
+
+
+def id_numbers(rng: np.random.Generator, pop: Population) -> pl.Series:
+    """18-character resident id numbers: area code, birth date, sequence, ISO 7064 check."""
+    n = pop.n
+    area = _AREA_CODES[pop.home_city]
+    month = rng.integers(1, 13, n)
+    day = rng.integers(1, 29, n)
+    seq = rng.integers(0, 1000, n)
+    body = ((area * 10_000 + pop.birth_year) * 100 + month) * 100 + day
+    body = body * 1000 + seq  # 17 digits
+    digits = (body[:, None] // (10 ** np.arange(16, -1, -1))[None, :]) % 10
+    weights = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
+    check = (digits * weights).sum(axis=1) % 11
+    check_chars = pl.Series(list("10X98765432")).gather(check)
+    return (
+        pl.DataFrame({"b": body, "c": check_chars})
+        .select(pl.concat_str(pl.col("b").cast(pl.String), pl.col("c")))
+        .to_series()
+    )
+
+
+def phones(rng: np.random.Generator, n: int) -> pl.Series:
+    prefix = rng.choice(
+        np.array(
+            [
+                130,
+                131,
+                132,
+                135,
+                136,
+                137,
+                138,
+                139,
+                150,
+                151,
+                152,
+                155,
+                156,
+                157,
+                158,
+                159,
+                170,
+                176,
+                177,
+                180,
+                181,
+                185,
+                186,
+                187,
+                188,
+                189,
+                191,
+                198,
+                199,
+            ]
+        ),
+        n,
+    )
+    number = prefix.astype(np.int64) * 100_000_000 + rng.integers(0, 100_000_000, n)
+    return pl.Series(number).cast(pl.String)

@@ -1,0 +1,294 @@
+"""Tests of the synthetic generator: determinism, contract conformance, world sanity."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from data.contract import EVENT_TABLES, PARTITION_COLUMN, TABLES
+from data.generator import GeneratorConfig, generate
+from data.generator.timeline import add_months
+
+SMALL = GeneratorConfig(users=600, months=7, seed=11, start=date(2024, 3, 1), block_users=300)
+TZ = "Asia/Shanghai"
+
+
+def read(root: Path, name: str) -> pl.DataFrame:
+    files = sorted((root / name).rglob("*.parquet"))
+    assert files, name
+    return pl.read_parquet(files, hive_partitioning=False)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "raw"
+    report = generate(out, SMALL, progress=False)
+    assert report.rows["users"] == SMALL.users
+    assert report.rows == {n: read(out, n).height for n in TABLES}
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames(small) -> dict[str, pl.DataFrame]:
+    return {name: read(small, name) for name in TABLES}
+
+
+def end_instant(cfg: GeneratorConfig) -> datetime:
+    end = add_months(cfg.start, cfg.months)
+    return datetime(end.year, end.month, end.day, tzinfo=timezone(timedelta(hours=8)))
+
+
+def test_every_table_has_exact_schema_and_layout(small):
+    for name, table in TABLES.items():
+        files = sorted((small / name).rglob("*.parquet"))
+        assert files, name
+        for f in files:
+            df = pl.read_parquet(f, hive_partitioning=False)
+            assert df.schema == table.schema, (name, f)
+            assert PARTITION_COLUMN not in df.columns
+            if table.partitioned:
+                assert f.parent.name.startswith(f"{PARTITION_COLUMN}="), f
+                assert f.parent.parent.name == name
+            else:
+                assert f.parent.name == name
+            assert f.name.startswith("part-")
+
+
+def test_partition_is_local_date_of_timestamp(small):
+    for name, table in TABLES.items():
+        if not table.partitioned:
+            continue
+        for f in sorted((small / name).rglob("*.parquet"))[:40]:
+            df = pl.read_parquet(f, hive_partitioning=False)
+            local = df[table.time_column].dt.convert_time_zone(TZ).dt.date().unique()
+            assert local.to_list() == [date.fromisoformat(f.parent.name.split("=")[1])], f
+
+
+def test_value_sets_and_row_rules(frames):
+    for name, table in TABLES.items():
+        df = frames[name]
+        for col in table.columns:
+            s = df[col.name]
+            if not col.nullable:
+                assert s.null_count() == 0, (name, col.name)
+            if col.values is not None:
+                assert set(s.drop_nulls().unique().to_list()) <= set(col.values), (name, col.name)
+            if col.positive:
+                assert (s > 0).all(), (name, col.name)
+            if col.non_negative:
+                assert (s >= 0).all(), (name, col.name)
+            if col.min_value is not None:
+                assert s.min() >= col.min_value, (name, col.name)
+            if col.max_value is not None:
+                assert s.max() <= col.max_value, (name, col.name)
+        if table.unique:
+            assert df.select(table.unique).is_duplicated().sum() == 0, name
+    users = frames["users"]
+    assert users["id_number"].str.len_chars().eq(18).all()
+    assert users["phone"].str.contains(r"^1\d{10}$").all()
+    # every value of the small enumerations actually occurs
+    for name, col in [
+        ("transactions", "txn_type"),
+        ("consumption", "merchant_category"),
+        ("app_events", "event"),
+        ("social", "interaction"),
+        ("applications", "channel"),
+        ("users", "occupation"),
+    ]:
+        assert set(frames[name][col].unique()) == set(TABLES[name].column(col).values), col
+
+
+def test_foreign_keys_resolve(frames):
+    uids = frames["users"]["user_id"]
+    for name in (*EVENT_TABLES, "bureau_snapshots", "applications"):
+        assert frames[name]["user_id"].is_in(uids).all(), name
+    assert frames["social"]["peer_id"].is_in(uids).all()
+    assert (frames["social"]["peer_id"] != frames["social"]["user_id"]).all()
+    tx = frames["transactions"]
+    p2p = tx["txn_type"].is_in(["transfer", "red_packet"])
+    cp = tx["counterparty_id"]
+    assert cp.filter(p2p).null_count() == 0
+    assert cp.filter(~p2p).null_count() == (~p2p).sum()
+    assert cp.drop_nulls().is_in(uids).all()
+    assert (cp.filter(p2p) != tx["user_id"].filter(p2p)).all()
+    assert frames["repayments"]["loan_id"].is_in(frames["applications"]["loan_id"]).all()
+    assert (
+        frames["_truth"]["application_id"]
+        .sort()
+        .equals(frames["applications"]["application_id"].sort())
+    )
+
+
+def test_nothing_at_or_after_end_and_nothing_before_registration(frames):
+    end = end_instant(SMALL)
+    reg = frames["users"].select("user_id", "registered_at")
+    assert reg["registered_at"].max() < end
+    for name, table in TABLES.items():
+        if table.time_column is None:
+            continue
+        df = frames[name]
+        assert df[table.time_column].max() < end, name
+        joined = df.join(reg, on="user_id")
+        assert (joined[table.time_column] > joined["registered_at"]).all(), name
+    paid = frames["repayments"]["paid_at"].drop_nulls()
+    assert paid.max() < end
+    start = datetime(2024, 3, 1, tzinfo=timezone(timedelta(hours=8)))
+    assert frames["transactions"]["ts"].min() >= start
+
+
+def test_loans_exactly_for_approved_and_schedule_shape(frames):
+    apps = frames["applications"]
+    approved = apps["decision"] == "approved"
+    assert (apps["loan_id"].is_not_null() == approved).all()
+    rate = approved.mean()
+    assert 0.45 < rate < 0.85, rate
+    rep = frames["repayments"].join(
+        apps.select("loan_id", "applied_at", "term_months", "amount_requested"), on="loan_id"
+    )
+    shape = rep.group_by("loan_id").agg(
+        n=pl.len(),
+        term=pl.col("term_months").first(),
+        inst=pl.col("installment_no").sort(),
+    )
+    assert shape.height == approved.sum()
+    assert (shape["n"] == shape["term"].cast(pl.UInt32)).all()
+    assert all(v == list(range(1, len(v) + 1)) for v in shape["inst"].to_list())
+    # installment k due k months after the local disbursal date
+    local = rep["applied_at"].dt.convert_time_zone(TZ).dt.date()
+    expected = local.dt.offset_by(pl.Series([f"{k}mo" for k in rep["installment_no"]]))
+    assert (rep["due_date"] == expected).all()
+    # amount_due covers principal plus interest; paid rows pay it in full, unpaid ones zero
+    total_due = rep.group_by("loan_id").agg(
+        pl.col("amount_due").sum(), pl.col("amount_requested").first()
+    )
+    assert (total_due["amount_due"] >= total_due["amount_requested"] - 0.01 * 20).all()
+    paid = rep["paid_at"].is_not_null()
+    assert (rep.filter(paid)["amount_paid"] == rep.filter(paid)["amount_due"]).all()
+    assert (rep.filter(~paid)["amount_paid"] == 0).all()
+    assert (rep.filter(paid)["paid_at"] > rep.filter(paid)["applied_at"]).all()
+
+
+def test_app_sessions_start_with_login(frames):
+    ev = frames["app_events"]
+    first = (
+        ev.sort("ts")
+        .group_by("session_id")
+        .agg(pl.col("event").first(), pl.col("user_id").n_unique())
+    )
+    assert (first["event"] == "login").all()
+    assert (first["user_id"] == 1).all()
+    # every application has an apply_submit by the same user just before it
+    apps = frames["applications"]
+    submits = ev.filter(pl.col("event") == "apply_submit")
+    assert submits.height == apps.height
+
+
+def test_same_seed_identical_other_seed_different(tmp_path, frames):
+    again = tmp_path / "again"
+    generate(again, SMALL, progress=False)
+    for name in TABLES:
+        assert read(again, name).equals(frames[name]), name
+    other = tmp_path / "other"
+    cfg = GeneratorConfig(**{**SMALL.__dict__, "seed": 12})
+    generate(other, cfg, progress=False)
+    for name in ("users", "transactions", "applications", "_truth"):
+        assert not read(other, name).equals(frames[name]), name
+
+
+def test_byte_identical_files_and_replace_semantics(tmp_path):
+    cfg = GeneratorConfig(users=300, months=6, seed=3, block_users=150)
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(a, cfg, progress=False)
+    generate(b, cfg, progress=False)
+    fa = sorted(p.relative_to(a) for p in a.rglob("*.parquet"))
+    fb = sorted(p.relative_to(b) for p in b.rglob("*.parquet"))
+    assert fa == fb
+    assert all((a / p).read_bytes() == (b / p).read_bytes() for p in fa)
+    # a previous output is replaced only once the new one is complete
+    generate(a, GeneratorConfig(users=200, months=6, seed=4), progress=False)
+    assert read(a, "users").height == 200
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # anything that is not a previous output is refused
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        generate(foreign, cfg, progress=False)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
+    import data.generator.block as block
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(block.T, "social", boom)
+    out = tmp_path / "raw"
+    with pytest.raises(RuntimeError):
+        generate(out, GeneratorConfig(users=200, months=6), progress=False)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_world_signal_and_bad_rate(tmp_path):
+    """Mid-size run: bad rate of matured approved loans and that true_pd ranks them."""
+    cfg = GeneratorConfig(users=8000, months=14, seed=5)
+    out = tmp_path / "raw"
+    generate(out, cfg, progress=False)
+    end = add_months(cfg.start, cfg.months)
+    apps = read(out, "applications")
+    rep = read(out, "repayments").filter(pl.col("installment_no") <= 6)
+    rep = rep.with_columns(
+        late=pl.coalesce(pl.col("paid_at").dt.convert_time_zone(TZ).dt.date(), pl.lit(end))
+        .sub(pl.col("due_date"))
+        .dt.total_days(),
+        ripe=(pl.lit(end) - pl.col("due_date")).dt.total_days() >= 90,
+    )
+    lab = rep.group_by("loan_id").agg(bad=(pl.col("late") >= 90).any(), ripe=pl.col("ripe").all())
+    lab = lab.filter(pl.col("bad") | pl.col("ripe")).join(
+        apps.join(read(out, "_truth"), on="application_id"), on="loan_id"
+    )
+    assert lab.height > 800
+    bad = lab["bad"].mean()
+    assert 0.025 < bad < 0.10, bad
+    # oracle ranking: defaulters have clearly higher true_pd
+    y = lab["bad"].to_numpy()
+    p = lab["true_pd"].to_numpy()
+    order = np.argsort(p)
+    ranks = np.empty(len(p))
+    ranks[order] = np.arange(1, len(p) + 1)
+    auc = (ranks[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
+    assert 0.70 < auc < 0.95, auc
+    # push-message applicants are riskier (selection) and approval is in range
+    by_ch = (
+        apps.join(read(out, "_truth"), on="application_id")
+        .group_by("channel")
+        .agg(pl.col("true_pd").mean())
+    )
+    pd_ch = dict(by_ch.iter_rows())
+    assert pd_ch["push_message"] > 1.3 * pd_ch["organic"]
+    # gender carries no risk
+    users = read(out, "users")
+    g = apps.join(read(out, "_truth"), on="application_id").join(users, on="user_id")
+    gm = dict(g.group_by("gender").agg(pl.col("true_pd").mean()).iter_rows())
+    assert abs(gm["F"] - gm["M"]) < 0.25 * (gm["F"] + gm["M"]) / 2
+    # night-time consumption is more common for users who later default
+    cons = read(out, "consumption").with_columns(
+        night=pl.col("ts").dt.convert_time_zone(TZ).dt.hour() < 6
+    )
+    night = cons.group_by("user_id").agg(pl.col("night").mean())
+    per = lab.join(night, on="user_id").group_by("bad").agg(pl.col("night").mean())
+    nm = dict(per.iter_rows())
+    assert nm[True] > nm[False]
+    # salary regularity: salaried users get one salary a month on a stable day
+    tx = read(out, "transactions").filter(pl.col("txn_type") == "salary")
+    assert (
+        tx["user_id"]
+        .is_in(users.filter(pl.col("occupation").is_in(["salaried", "retired"]))["user_id"])
+        .all()
+    )

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test setup lint bench lock clean
+.PHONY: run test setup lint bench lock catalogue clean
 
 setup: $(STAMP)
 
@@ -40,3 +40,6 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pdflow
+
+catalogue: $(STAMP)
+	$(BIN)/python -m features.catalogue

@@ -82,7 +82,7 @@ def catalogue_markdown(defs: Iterable[FeatureDef]) -> str:
     lines = [
         "# Feature catalogue",
         "",
-        "Generated from the feature definitions in `features/` (`pdflow catalogue`); do not edit.",
+        "Generated from the feature definitions in `features/` by `make catalogue`; do not edit.",
         "Every feature uses only records strictly before the start of the application's local day.",
         "",
     ]

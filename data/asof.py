@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from data.contract import TABLES
+from data.readers import ContractError
 
 AFTER_AS_OF = "after_as_of"
 UNKNOWN_LOAN = "loan_unknown_at_as_of"
@@ -167,5 +168,5 @@ def default_as_of(tables: dict[str, pl.LazyFrame], timezone: str) -> date:
     """The contract's default as-of date: the day after the local day of the latest record."""
     latest = latest_record_date(tables, timezone)
     if latest is None:
-        raise ValueError("no records in any table: cannot infer an as-of date")
+        raise ContractError("every table is empty: there is no as-of date to infer")
     return latest + timedelta(days=1)

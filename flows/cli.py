@@ -44,7 +44,8 @@ DateOption = Annotated[
 ]
 
 
-USER_ERRORS = (ContractError, SplitError, FileNotFoundError, ValidationError)
+# OSError covers paths that exist, are missing or cannot be written: the user's to fix.
+USER_ERRORS = (ContractError, SplitError, OSError, ValidationError)
 
 
 class HideUserErrorTracebacks(logging.Filter):
@@ -67,7 +68,7 @@ def user_errors() -> Iterator[None]:
     """Turn problems with the user's input into one clear message and exit code 2."""
     try:
         yield
-    except (ContractError, SplitError, FileNotFoundError) as err:
+    except (ContractError, SplitError, OSError) as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as err:

@@ -1,7 +1,8 @@
-"""Typed settings of the data stage: time zone of the contract and the default definition."""
+"""Typed settings of the data stage: time zone, default definition and the data gate."""
 
 from __future__ import annotations
 
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,3 +32,43 @@ class LabelSettings(BaseModel):
 
     window_months: int = Field(6, ge=1, le=60)
     threshold_days: int = Field(90, ge=1, le=720)
+
+
+Action = Literal["warn", "stop"]
+
+
+class StatsSettings(BaseModel):
+    """Statistical expectations: thresholds and what breaking each one does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recent_days: int = Field(7, ge=1, description="Window compared against history")
+    history_days: int = Field(56, ge=7, description="History the recent window is compared to")
+    volume_ratio: tuple[float, float] = (0.5, 2.0)
+    volume_action: Action = "warn"
+    amount_median_ratio: tuple[float, float] = (0.5, 2.0)
+    amount_action: Action = "stop"
+    enum_share_max_shift: float = Field(0.15, gt=0, le=1)
+    enum_action: Action = "warn"
+    bad_rate: tuple[float, float] = (0.005, 0.30)
+    bad_rate_action: Action = "stop"
+    feature_max_null_share: float = Field(0.999, gt=0, le=1)
+    feature_action: Action = "stop"
+
+
+class ValidationSettings(BaseModel):
+    """The data gate: which tables must have rows, and when set-aside rows stop the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    required_nonempty: list[str] = Field(
+        default_factory=lambda: ["users", "applications", "repayments"]
+    )
+    max_set_aside_share: float = Field(
+        0.05, ge=0, le=1, description="Above this share of a table's rows set aside, stop"
+    )
+    max_partition_mismatch_share: float = Field(
+        0.01, ge=0, le=1, description="Above this share, timestamps are shifted: stop"
+    )
+    gx_sample_rows: int = Field(20_000, ge=100, description="Rows per table GX validates")
+    stats: StatsSettings = Field(default_factory=StatsSettings)

@@ -14,6 +14,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 SPINE_KEYS = ("application_id", "user_id", "cutoff")
+SHARE = (0.0, 1.0)
+UNBOUNDED = (None, None)
 
 
 class FeatureSettings(BaseModel):
@@ -33,6 +35,8 @@ class FeatureDef:
     family: str
     window: str
     description: str
+    min_value: float | None = None
+    max_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,15 @@ class Aggregate:
 
     ``agg`` receives a boolean expression that marks the rows inside the window and returns
     the aggregate. ``fill`` is the value for an application with no rows at all (a count is 0,
-    a share or a mean is unknown and stays null).
+    a share or a mean is unknown and stays null). ``bounds`` is the range any value must lie in
+    (the feature table's expectation suite checks it).
     """
 
     stem: str
     description: str
     agg: Callable[[pl.Expr], pl.Expr]
     fill: float | None = 0.0
+    bounds: tuple[float | None, float | None] = (0.0, None)
 
 
 def count(mask: pl.Expr, where: pl.Expr | None = None) -> pl.Expr:
@@ -81,7 +87,8 @@ def windowed(
         for days in windows:
             name = f"{spec.stem}_{window_label(days)}"
             in_window = pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days)
-            defs.append(FeatureDef(name, family, window_label(days), spec.description))
+            low, high = spec.bounds
+            defs.append(FeatureDef(name, family, window_label(days), spec.description, low, high))
             exprs.append(spec.agg(in_window).alias(name))
             if spec.fill is not None:
                 fills[name] = spec.fill

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from features.base import (
+    SHARE,
     Aggregate,
     FeatureDef,
     FeatureSettings,
@@ -37,6 +38,7 @@ def aggregates(settings: FeatureSettings, timezone: str) -> list[Aggregate]:
             f"Share of app events 00:00-{settings.night_end_hour:02d}:00 local time",
             lambda w: share(w, night),
             fill=None,
+            bounds=SHARE,
         ),
         Aggregate(
             "app_devices",

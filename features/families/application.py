@@ -13,6 +13,13 @@ from features.base import FeatureDef, FeatureSettings, days_between
 FAMILY = "application"
 AT_APPLICATION = "at application"
 
+BOUNDS = {
+    "application_amount": (0.0, None),
+    "application_term_months": (1.0, 60.0),
+    "application_age_years": (0.0, 120.0),
+    "application_tenure_days": (0.0, None),
+    "application_city_tier": (1.0, 5.0),
+}
 CATEGORICAL = {
     "application_channel": pl.Enum(APPLICATION_CHANNELS),
     "application_occupation": pl.Enum(OCCUPATIONS),
@@ -53,7 +60,10 @@ def build(
             pl.col("occupation").cast(CATEGORICAL["application_occupation"]),
         ),
     }
-    defs = [FeatureDef(name, FAMILY, AT_APPLICATION, desc) for name, (desc, _) in columns.items()]
+    defs = [
+        FeatureDef(name, FAMILY, AT_APPLICATION, desc, *BOUNDS.get(name, (None, None)))
+        for name, (desc, _) in columns.items()
+    ]
     frame = spine.join(users, on="user_id", how="left").select(
         "application_id", *[expr.alias(name) for name, (_, expr) in columns.items()]
     )

@@ -72,7 +72,10 @@ def latest_snapshot(
         allow_exact_matches=False,
         check_sortedness=False,
     )
-    defs = [FeatureDef(name, FAMILY, LATEST, desc) for name, (desc, _) in SNAPSHOT_FEATURES.items()]
+    defs = [
+        FeatureDef(name, FAMILY, LATEST, desc, min_value=0.0)
+        for name, (desc, _) in SNAPSHOT_FEATURES.items()
+    ]
     frame = joined.select(
         "application_id", *[expr.alias(name) for name, (_, expr) in SNAPSHOT_FEATURES.items()]
     )

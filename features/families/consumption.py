@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from features.base import (
+    SHARE,
     Aggregate,
     FeatureDef,
     FeatureSettings,
@@ -47,18 +48,21 @@ def aggregates(settings: FeatureSettings, timezone: str) -> list[Aggregate]:
             f"Share of purchases made 00:00-{settings.night_end_hour:02d}:00 local time",
             lambda w: share(w, night),
             fill=None,
+            bounds=SHARE,
         ),
         Aggregate(
             "consumption_luxury_gaming_share",
             "Share of purchases in luxury or gaming categories",
             lambda w: share(w, risky),
             fill=None,
+            bounds=SHARE,
         ),
         Aggregate(
             "consumption_credit_share",
             "Share of purchases paid on credit",
             lambda w: share(w, on_credit),
             fill=None,
+            bounds=SHARE,
         ),
     ]
 
@@ -75,6 +79,7 @@ def build(
             FAMILY,
             recency,
             "Days from the last purchase to the application day (null if none in the window)",
+            min_value=0.0,
         )
     )
     exprs.append(days_between(pl.col("cutoff").first(), pl.col("ts").max()).alias(defs[-1].name))

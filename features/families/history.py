@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from data.asof import local_date
-from features.base import FeatureDef, FeatureSettings, per_application
+from features.base import SHARE, FeatureDef, FeatureSettings, per_application
 
 FAMILY = "history"
 ALL = "all history"
@@ -71,20 +71,30 @@ def build(
         {},
     )
     defs = [
-        FeatureDef("history_prev_applications", FAMILY, ALL, "Earlier applications with us"),
-        FeatureDef("history_prev_rejections", FAMILY, ALL, "Earlier applications we rejected"),
-        FeatureDef("history_prev_loans", FAMILY, ALL, "Earlier loans with us"),
+        FeatureDef(
+            "history_prev_applications", FAMILY, ALL, "Earlier applications with us", min_value=0.0
+        ),
+        FeatureDef(
+            "history_prev_rejections",
+            FAMILY,
+            ALL,
+            "Earlier applications we rejected",
+            min_value=0.0,
+        ),
+        FeatureDef("history_prev_loans", FAMILY, ALL, "Earlier loans with us", min_value=0.0),
         FeatureDef(
             "history_worst_dpd",
             FAMILY,
             ALL,
             "Worst days past due on earlier loans' installments due before the application",
+            min_value=0.0,
         ),
         FeatureDef(
             "history_on_time_share",
             FAMILY,
             ALL,
             "Share of earlier loans' due installments paid by their due date",
+            *SHARE,
         ),
     ]
     return defs, counts.join(repaid, on="application_id", how="left")

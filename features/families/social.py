@@ -7,6 +7,7 @@ import polars as pl
 from data.config import LabelSettings
 from data.labels import default_observed_dates
 from features.base import (
+    SHARE,
     Aggregate,
     FeatureDef,
     FeatureSettings,
@@ -60,13 +61,18 @@ def friend_features(
     known_bad = pl.col("default_observed_on") <= application_day
     defs = [
         FeatureDef(
-            "social_friends_total", FAMILY, "all history", "Friends made before the application"
+            "social_friends_total",
+            FAMILY,
+            "all history",
+            "Friends made before the application",
+            min_value=0.0,
         ),
         FeatureDef(
             "social_friends_defaulted_share",
             FAMILY,
             "all history",
             "Share of friends with a default observable before the application day",
+            *SHARE,
         ),
     ]
     exprs = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from features.base import (
+    UNBOUNDED,
     Aggregate,
     FeatureDef,
     FeatureSettings,
@@ -37,7 +38,10 @@ def aggregates() -> list[Aggregate]:
             "txn_outflow_sum", "Total money out (CNY)", lambda w: total(w, "amount", outflow)
         ),
         Aggregate(
-            "txn_net_flow", "Money in minus money out (CNY)", lambda w: signed.filter(w).sum()
+            "txn_net_flow",
+            "Money in minus money out (CNY)",
+            lambda w: signed.filter(w).sum(),
+            bounds=UNBOUNDED,
         ),
         Aggregate(
             "txn_other_lender_disbursements",

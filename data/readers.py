@@ -9,16 +9,20 @@ failing somewhere deep inside a query.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from data.contract import TABLES, Table
+
+SOURCE_FILE = "_file"
+SOURCE_PARTITION = "_dt"
+PARTITION_DIR = re.compile(r"^dt=(.*)$")
 
 
 class ContractError(Exception):
@@ -69,6 +73,21 @@ def list_table_files(raw_root: Path, table: Table) -> TableFiles:
     return TableFiles(table=table, folder=folder, files=files)
 
 
+def partition_date(path: Path, table: Table) -> date | None:
+    """The date of the ``dt=YYYY-MM-DD`` folder a file sits in, or None for a flat file."""
+    match = PARTITION_DIR.match(path.parent.name)
+    if match is None:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        raise ContractError(
+            f"partition folder {path.parent.name!r} is not dt=YYYY-MM-DD",
+            table=table.name,
+            file=path,
+        ) from None
+
+
 def _is_hidden(parts: Iterable[str]) -> bool:
     # Spark, Hive and our own atomic writers park in-progress files under _ or . names.
     return any(part.startswith(("_", ".")) for part in parts)
@@ -76,14 +95,12 @@ def _is_hidden(parts: Iterable[str]) -> bool:
 
 def _file_schema(path: Path, table: Table) -> pl.Schema:
     try:
-        arrow_schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as err:
+        return pl.Schema(pl.read_parquet_schema(path))
+    except (pl.exceptions.PolarsError, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ContractError(
-            f"file is not readable Parquet: {err}", table=table.name, file=path
+            f"file is not readable Parquet: {message}", table=table.name, file=path
         ) from None
-    empty = pl.from_arrow(arrow_schema.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-    return empty.schema
 
 
 def _compatible(actual: pl.DataType, expected: pl.DataType) -> bool:
@@ -131,25 +148,49 @@ def _contract_projection(table: Table) -> list[pl.Expr]:
 
 
 def _uniform_groups(schemas: dict[Path, pl.Schema], table: Table) -> list[list[Path]]:
-    """Group files whose contract columns agree in type, so each group is one multi-file scan.
+    """Group files that share a layout and contract column types: each group is one scan.
 
     Most raw roots have one group; an export whose files disagree on, say, integer width still
     reads, each group cast to the contract on its own.
     """
-    groups: dict[tuple[str, ...], list[Path]] = {}
+    groups: dict[tuple[object, ...], list[Path]] = {}
     for path, schema in schemas.items():
-        key = tuple(str(schema[c.name]) for c in table.columns)
+        hive = partition_date(path, table) is not None
+        key = (hive, *(str(schema[c.name]) for c in table.columns))
         groups.setdefault(key, []).append(path)
     return list(groups.values())
 
 
-def scan_table(raw_root: Path | str, name: str) -> pl.LazyFrame:
+def _scan_group(group: list[Path], table: Table, with_source: bool) -> pl.LazyFrame:
+    hive = partition_date(group[0], table) is not None
+    frame = pl.scan_parquet(
+        group,
+        hive_partitioning=hive and with_source,
+        hive_schema={"dt": pl.Date()} if hive and with_source else None,
+        extra_columns="ignore",
+        include_file_paths=SOURCE_FILE if with_source else None,
+    )
+    columns = _contract_projection(table)
+    if with_source:
+        dt = pl.col("dt") if hive else pl.lit(None, pl.Date())
+        columns += [pl.col(SOURCE_FILE), dt.alias(SOURCE_PARTITION)]
+    return frame.select(columns)
+
+
+def _schema(table: Table, with_source: bool) -> pl.Schema:
+    if not with_source:
+        return table.schema
+    return pl.Schema({**table.schema, SOURCE_FILE: pl.String(), SOURCE_PARTITION: pl.Date()})
+
+
+def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) -> pl.LazyFrame:
     """Scan one contract table lazily, projected and cast to the contract schema.
 
     A missing folder raises :class:`ContractError`, except for optional tables (``_truth``),
     which read as empty. A folder without files is an empty table with the right schema.
     Columns beyond the contract's are ignored (so PII or vendor extras never travel further
-    than they must).
+    than they must). With `with_source`, ``_file`` names each row's file and ``_dt`` is the date
+    of its ``dt=`` partition folder (null for flat files).
     """
     table = TABLES[name]
     try:
@@ -157,25 +198,24 @@ def scan_table(raw_root: Path | str, name: str) -> pl.LazyFrame:
     except ContractError:
         if table.required:
             raise
-        return pl.LazyFrame(schema=table.schema)
+        return pl.LazyFrame(schema=_schema(table, with_source))
+    empty_schema = _schema(table, with_source)
     if not files.files:
-        return pl.LazyFrame(schema=table.schema)
+        return pl.LazyFrame(schema=empty_schema)
     schemas = read_schemas(files)
     for path, schema in schemas.items():
         check_schema(schema, table, path)
-    frames = [
-        pl.scan_parquet(group, hive_partitioning=False, extra_columns="ignore").select(
-            _contract_projection(table)
-        )
-        for group in _uniform_groups(schemas, table)
-    ]
+        partition_date(path, table)
+    frames = [_scan_group(group, table, with_source) for group in _uniform_groups(schemas, table)]
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
-def scan_raw(raw_root: Path | str, names: Iterable[str] | None = None) -> dict[str, pl.LazyFrame]:
+def scan_raw(
+    raw_root: Path | str, names: Iterable[str] | None = None, *, with_source: bool = False
+) -> dict[str, pl.LazyFrame]:
     """Scan several tables (all contract tables by default)."""
     chosen = list(names) if names is not None else list(TABLES)
     root = Path(raw_root)
     if not root.is_dir():
         raise ContractError("raw root folder does not exist", file=root)
-    return {name: scan_table(root, name) for name in chosen}
+    return {name: scan_table(root, name, with_source=with_source) for name in chosen}

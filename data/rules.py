@@ -28,6 +28,7 @@ class Kind(StrEnum):
     PARTITION_DATE = "partition_date"
     LOAN_ID_IFF_APPROVED = "loan_id_iff_approved"
     UNIQUE = "unique"
+    LOAN_BEFORE_AS_OF = "loan_before_as_of"
     REFERENCE = "reference"
 
 
@@ -181,6 +182,16 @@ def rules_for(table: Table) -> list[Rule]:
             + ("/".join(table.unique) if table.unique else "every column (a row loaded twice)"),
         )
     )
+    if table.name == "repayments":
+        rules.append(
+            Rule(
+                "loan_applied_before_as_of",
+                table.name,
+                Kind.LOAN_BEFORE_AS_OF,
+                ("loan_id",),
+                description="the loan's application was recorded before the as-of day",
+            )
+        )
     for column, target in table.references.items():
         target_column = referenced_column(column, target)
         rules.append(

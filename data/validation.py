@@ -162,7 +162,7 @@ def _reference_flag(frame: pl.LazyFrame, rule: Rule, parents: Parents) -> pl.Laz
     marker = f"{flag(rule)}_hit"
     known = keys.lazy().select(pl.col(rule.references[1]).alias(column), pl.lit(True).alias(marker))
     return (
-        frame.join(known, on=column, how="left", nulls_equal=False)
+        frame.join(known, on=column, how="left", nulls_equal=False, maintain_order="left")
         .with_columns(
             (pl.col(column).is_null() | pl.col(marker).fill_null(False)).alias(flag(rule))
         )
@@ -257,7 +257,9 @@ def _write_table(frame: pl.LazyFrame, table: Table, out: Path) -> dict[str, int]
     if not reasons:
         return None
     checked = out / "checked" / f"{table.name}.parquet"
-    frame.select(*table.column_names, SOURCE_FILE, REASON).sink_parquet(checked, mkdir=True)
+    frame.select(*table.column_names, SOURCE_FILE, SOURCE_PARTITION, REASON).sink_parquet(
+        checked, mkdir=True
+    )
     aside = pl.scan_parquet(checked).filter(pl.col(REASON).is_not_null())
     aside.sink_parquet(out / "quarantine" / f"{table.name}.parquet", mkdir=True)
     return dict(aside.group_by(REASON).len().collect().iter_rows())
@@ -293,6 +295,8 @@ def _remember(parents: Parents, name: str, checked: pl.LazyFrame) -> None:
 
 
 def _table_stops(name: str, count: TableCount, settings: ValidationSettings) -> list[str]:
+    if not TABLES[name].required:
+        return []  # _truth: synthetic evaluation data, never used for features or training
     stops = []
     if name in settings.required_nonempty and count.rows_kept == 0:
         stops.append(f"table {name}: required table has no usable rows ({count.rows_read} read)")

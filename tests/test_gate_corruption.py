@@ -1,0 +1,287 @@
+"""The data gate against corrupted exports: one fault at a time, on clean generated data.
+
+Every case asserts the outcome (a stop naming what is wrong, or the right rows set aside with
+the right reason) and the conservation of rows: rows read = rows kept + rows set aside, where
+rows read is counted here, straight from the files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from data.config import ValidationSettings
+from data.generator import GeneratorConfig, generate
+from data.readers import ContractError
+from data.validation import REASON, GateReport, run_gate, scan_validated
+
+TZ = "Asia/Shanghai"
+CONFIG = GeneratorConfig(users=800, months=8, seed=5, start=date(2024, 1, 1))
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gate") / "raw"
+    generate(out, CONFIG, progress=False)
+    return out
+
+
+@pytest.fixture
+def raw(clean: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "raw"
+    shutil.copytree(clean, copy)
+    return copy
+
+
+def files(raw: Path, table: str) -> list[Path]:
+    return sorted((raw / table).rglob("*.parquet"))
+
+
+def rewrite(raw: Path, table: str, change: Callable[[pl.DataFrame], pl.DataFrame], n: int = 1):
+    """Apply `change` to the first `n` files of a table, in place."""
+    for path in files(raw, table)[:n]:
+        change(pl.read_parquet(path)).write_parquet(path)
+
+
+def rows_on_disk(raw: Path, table: str) -> int:
+    return sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in files(raw, table))
+
+
+def gate(raw: Path, tmp_path: Path, as_of: date | None = None, **settings) -> GateReport:
+    report = run_gate(raw, tmp_path / "gate", ValidationSettings(**settings), TZ, as_of)
+    for name, count in report.tables.items():
+        assert count.rows_read == count.rows_kept + count.rows_set_aside, name
+        if (raw / name).exists():
+            assert count.rows_read == rows_on_disk(raw, name), name
+    return report
+
+
+def quarantined(report: GateReport, table: str) -> pl.DataFrame:
+    path = report.quarantine / f"{table}.parquet"
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+
+
+def test_clean_data_passes_with_nothing_set_aside(clean: Path, tmp_path: Path) -> None:
+    report = gate(clean, tmp_path)
+    assert report.ok, report.stops
+    assert all(count.rows_set_aside == 0 for count in report.tables.values())
+    kept = scan_validated(report, TZ)
+    assert kept["consumption"].select(pl.len()).collect().item() == rows_on_disk(
+        clean, "consumption"
+    )
+
+
+@pytest.mark.parametrize(
+    "table,column,value,reason",
+    [
+        ("consumption", "user_id", None, "user_id_not_null"),
+        ("transactions", "txn_id", None, "txn_id_not_null"),
+        ("consumption", "merchant_category", "crypto", "merchant_category_in_set"),
+        ("transactions", "direction", "sideways", "direction_in_set"),
+        ("transactions", "amount", -5.0, "amount_positive"),
+        ("consumption", "amount", 0.0, "amount_positive"),
+        ("consumption", "amount", float("nan"), "amount_positive"),
+        ("consumption", "user_id", "U-nobody", "user_id_known"),
+        ("social", "peer_id", "U-nobody", "peer_id_known"),
+        ("bureau_snapshots", "total_limit", -1.0, "total_limit_non_negative"),
+    ],
+)
+def test_row_faults_are_set_aside_with_their_rule(
+    raw: Path, tmp_path: Path, table: str, column: str, value: object, reason: str
+) -> None:
+    broken = 3
+    dtype = pl.read_parquet_schema(files(raw, table)[0])[column]
+    rewrite(
+        raw,
+        table,
+        lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) < broken)
+            .then(pl.lit(value, dtype=dtype))
+            .otherwise(pl.col(column))
+            .alias(column)
+        ),
+    )
+    report = gate(raw, tmp_path)
+    assert report.tables[table].reasons == {reason: broken}
+    aside = quarantined(report, table)
+    assert aside.height == broken and set(aside[REASON]) == {reason}
+    assert aside["_file"].str.contains(table).all()
+
+
+def test_rows_after_the_as_of_date_are_set_aside_and_payments_read_unpaid(
+    raw: Path, tmp_path: Path
+) -> None:
+    as_of = CONFIG.start + timedelta(days=120)
+    report = gate(raw, tmp_path, as_of=as_of)
+    assert report.ok, report.stops
+    later = (
+        pl.scan_parquet(files(raw, "consumption"))
+        .filter(pl.col("ts").dt.convert_time_zone(TZ).dt.date() >= as_of)
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    assert report.tables["consumption"].reasons == {"ts_before_as_of": later}
+    kept = scan_validated(report, TZ)
+    assert (
+        kept["repayments"]
+        .filter(pl.col("paid_at").dt.convert_time_zone(TZ).dt.date() >= as_of)
+        .collect()
+        .is_empty()
+    )
+    assert "loan_applied_before_as_of" in report.tables["repayments"].reasons
+
+
+def test_conflicting_duplicate_ids_are_all_set_aside(raw: Path, tmp_path: Path) -> None:
+    def clash(df: pl.DataFrame) -> pl.DataFrame:
+        twin = df.head(2).with_columns(amount=pl.col("amount") + 1.0)
+        return pl.concat([df, twin])
+
+    rewrite(raw, "transactions", clash)
+    report = gate(raw, tmp_path)
+    assert report.tables["transactions"].reasons == {"txn_id_unique": 4}
+
+
+def test_a_partition_loaded_twice_keeps_one_copy(raw: Path, tmp_path: Path) -> None:
+    original = files(raw, "consumption")[5]
+    shutil.copy(original, original.with_name("part-reloaded.parquet"))
+    copies = pl.read_parquet(original).height
+    report = gate(raw, tmp_path)
+    assert report.tables["consumption"].reasons == {"order_id_unique": copies}
+    kept = scan_validated(report, TZ)["consumption"].collect()
+    assert kept["order_id"].is_unique().all()
+
+
+def test_exact_duplicate_rows_in_a_table_without_ids(raw: Path, tmp_path: Path) -> None:
+    rewrite(raw, "app_events", lambda df: pl.concat([df, df.head(4)]))
+    report = gate(raw, tmp_path)
+    assert report.tables["app_events"].reasons == {"row_unique": 4}
+
+
+def test_repayment_of_an_unknown_loan(raw: Path, tmp_path: Path) -> None:
+    rewrite(
+        raw,
+        "repayments",
+        lambda df: df.with_columns(
+            loan_id=pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("L-ghost")).otherwise("loan_id")
+        ),
+    )
+    report = gate(raw, tmp_path)
+    assert report.tables["repayments"].reasons == {"loan_id_known": 2}
+
+
+def test_loan_id_on_a_rejected_application(raw: Path, tmp_path: Path) -> None:
+    def reject(df: pl.DataFrame) -> pl.DataFrame:
+        first = pl.int_range(pl.len()) == pl.arg_where(pl.col("decision") == "approved").first()
+        return df.with_columns(
+            decision=pl.when(first).then(pl.lit("rejected")).otherwise("decision")
+        )
+
+    apps = pl.read_parquet(files(raw, "applications"))
+    target = next(
+        p
+        for p in files(raw, "applications")
+        if (pl.read_parquet(p)["decision"] == "approved").any()
+    )
+    loan = pl.read_parquet(target).filter(pl.col("decision") == "approved")["loan_id"][0]
+    reject(pl.read_parquet(target)).write_parquet(target)
+    installments = (
+        pl.scan_parquet(files(raw, "repayments"))
+        .filter(pl.col("loan_id") == loan)
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    report = gate(raw, tmp_path)
+    assert apps.height > 0
+    assert report.tables["applications"].reasons == {"loan_id_iff_approved": 1}
+    # Its schedule now belongs to no kept approved loan.
+    assert report.tables["repayments"].reasons == {"loan_id_known": installments}
+
+
+def test_timestamps_in_the_wrong_time_zone_stop_the_run(raw: Path, tmp_path: Path) -> None:
+    rewrite(
+        raw, "consumption", lambda df: df.with_columns(pl.col("ts") + timedelta(hours=8)), n=400
+    )
+    report = gate(raw, tmp_path)
+    assert not report.ok
+    assert any("consumption" in stop and "time zone" in stop for stop in report.stops)
+    assert report.tables["consumption"].reasons.get("ts_matches_partition", 0) > 0
+
+
+def test_many_broken_rows_stop_the_run(raw: Path, tmp_path: Path) -> None:
+    rewrite(raw, "transactions", lambda df: df.with_columns(amount=-pl.col("amount")), n=10_000)
+    report = gate(raw, tmp_path)
+    assert not report.ok
+    assert any("table transactions" in s and "amount_positive" in s for s in report.stops)
+
+
+@pytest.mark.parametrize(
+    "break_it,message,column",
+    [
+        (lambda raw: shutil.rmtree(raw / "social"), "table folder is missing", None),
+        (
+            lambda raw: rewrite(raw, "consumption", lambda df: df.drop("city")),
+            "required column is missing",
+            "city",
+        ),
+        (
+            lambda raw: rewrite(
+                raw, "transactions", lambda df: df.with_columns(pl.col("amount").cast(pl.String))
+            ),
+            "contract says",
+            "amount",
+        ),
+        (
+            lambda raw: files(raw, "app_events")[0].write_bytes(b"not parquet"),
+            "not readable Parquet",
+            None,
+        ),
+        (
+            lambda raw: rewrite(
+                raw, "consumption", lambda df: df.rename({"merchant_category": "category"})
+            ),
+            "required column is missing",
+            "merchant_category",
+        ),
+    ],
+)
+def test_unusable_tables_stop_with_table_column_and_file(
+    raw: Path, tmp_path: Path, break_it: Callable[[Path], None], message: str, column: str | None
+) -> None:
+    break_it(raw)
+    with pytest.raises(ContractError, match=message) as err:
+        run_gate(raw, tmp_path / "gate", ValidationSettings(), TZ)
+    assert err.value.table is not None and err.value.file is not None
+    if column:
+        assert err.value.column == column
+
+
+def test_required_table_without_rows_stops(raw: Path, tmp_path: Path) -> None:
+    for path in files(raw, "applications"):
+        path.unlink()
+    schema = pl.read_parquet_schema(files(raw, "users")[0])
+    with pytest.raises(ContractError, match="required table is empty") as err:
+        run_gate(raw, tmp_path / "gate", ValidationSettings(), TZ)
+    assert err.value.table == "applications" and schema
+
+
+def test_malformed_partition_folder_is_named(raw: Path, tmp_path: Path) -> None:
+    first = files(raw, "social")[0]
+    bad = first.parent.with_name("dt=2024-13-45")
+    first.parent.rename(bad)
+    with pytest.raises(ContractError, match="dt=YYYY-MM-DD"):
+        run_gate(raw, tmp_path / "gate", ValidationSettings(), TZ)
+
+
+def test_gate_is_repeatable(raw: Path, tmp_path: Path) -> None:
+    rewrite(raw, "consumption", lambda df: df.with_columns(amount=pl.lit(-1.0)))
+    first = gate(raw, tmp_path / "a")
+    second = gate(raw, tmp_path / "b")
+    assert first.as_dict() == second.as_dict()
+    assert quarantined(first, "consumption").equals(quarantined(second, "consumption"))

@@ -7,6 +7,7 @@ message on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data.readers import ContractError
+from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
 from models.split import SplitError
 
@@ -45,7 +47,7 @@ DateOption = Annotated[
 
 
 # OSError covers paths that exist, are missing or cannot be written: the user's to fix.
-USER_ERRORS = (ContractError, SplitError, OSError, ValidationError)
+USER_ERRORS = (ContractError, SplitError, OSError, ValidationError, DataGateStop)
 
 
 class HideUserErrorTracebacks(logging.Filter):
@@ -68,6 +70,9 @@ def user_errors() -> Iterator[None]:
     """Turn problems with the user's input into one clear message and exit code 2."""
     try:
         yield
+    except DataGateStop as err:
+        errors.print(f"[bold red]stopped:[/] {err}", highlight=False)
+        raise typer.Exit(1) from None
     except (ContractError, SplitError, OSError) as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
@@ -141,6 +146,66 @@ def generate(
         f"{report.event_rows:,} events in {report.seconds:.1f} s "
         f"({report.events_per_second:,.0f} events/s)"
     )
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    raw: Annotated[Path, typer.Option(help="Raw root to validate")],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Validate what was recorded before this local day (default: day after the "
+            "latest record)",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the machine-readable report here", show_default=False),
+    ] = None,
+) -> None:
+    """Run the data gate alone: exit 0 when the data can be used (rows may be set aside)."""
+    from data.asof import default_as_of
+    from data.readers import scan_raw
+    from data.storage import write_text_atomic
+    from expectations.gate import run_data_gate
+
+    with user_errors():
+        settings = _settings(ctx)
+        tz = settings.contract.timezone
+        day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
+        out = settings.run_dir(day.isoformat()) / "gate"
+        outcome = run_data_gate(raw, out, settings.validation, tz, day)
+        if json_out:
+            write_text_atomic(json.dumps(outcome.as_dict(), indent=2, sort_keys=True), json_out)
+        print_gate(outcome)
+        if not outcome.ok:
+            raise DataGateStop(outcome.stops, out / "report.json")
+
+
+def print_gate(outcome: Any) -> None:
+    table = Table(
+        "table", "read", "kept", "set aside", "reasons", title=f"Data gate as of {outcome.as_of}"
+    )
+    for name, count in outcome.report.tables.items():
+        reasons = ", ".join(
+            f"{r} {n:,}" for r, n in sorted(count.reasons.items(), key=lambda x: -x[1])
+        )
+        table.add_row(
+            name,
+            f"{count.rows_read:,}",
+            f"{count.rows_kept:,}",
+            f"{count.rows_set_aside:,}",
+            reasons,
+        )
+    console.print(table)
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"quarantined rows: {outcome.report.quarantine}")
+    console.print("data can be used" if outcome.ok else "[bold red]data gate stopped[/]")
 
 
 @app.command()

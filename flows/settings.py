@@ -28,7 +28,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from data.config import ContractSettings, LabelSettings
+from data.config import ContractSettings, LabelSettings, ValidationSettings
 from data.generator.config import GeneratorConfig
 from features.base import FeatureSettings
 from models.config import SplitSettings, TrainSettings
@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     contract: ContractSettings = Field(default_factory=ContractSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
     training: TrainSettings = Field(default_factory=TrainSettings)

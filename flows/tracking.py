@@ -51,8 +51,12 @@ def log_training(
     extra_metrics: dict[str, float],
     artifacts: dict[str, str],
     tags: dict[str, str],
+    folders: dict[str, Path] | None = None,
 ) -> RegisteredRun:
-    """Log one training run and register its model as a new version."""
+    """Log one training run and register its model as a new version.
+
+    `artifacts` maps artifact paths to text; `folders` maps artifact paths to local folders.
+    """
     experiment_id = use_tracking(settings)
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         mlflow.log_params({**params, **{f"lgbm_{k}": v for k, v in outcome.params.items()}})
@@ -62,8 +66,12 @@ def log_training(
         with tempfile.TemporaryDirectory() as tmp:
             for name, text in artifacts.items():
                 path = Path(tmp) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-                mlflow.log_artifact(str(path))
+                parent = str(Path(name).parent)
+                mlflow.log_artifact(str(path), artifact_path=None if parent == "." else parent)
+        for artifact_path, folder in (folders or {}).items():
+            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
             summary = {"split_months": outcome.split_months, "split_rows": outcome.split_rows}
             mlflow.log_dict(summary, "split.json")
         sample = outcome.training_set.head(20)

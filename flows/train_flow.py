@@ -1,7 +1,8 @@
-"""The nightly training flow: raw logs as of a date -> labels -> features -> model -> registry.
+"""The nightly training flow: data gate -> labels -> features -> model -> registry.
 
 Tasks exchange file paths and small summaries, never big frames (Prefect would pickle them).
 Everything a run writes goes under ``<workspace>/runs/<as-of>/``, each file written atomically.
+The gate runs first; when it stops, nothing is trained and nothing is registered.
 """
 
 from __future__ import annotations
@@ -13,21 +14,18 @@ from pathlib import Path
 import polars as pl
 from prefect import flow, get_run_logger, task
 
-from data.asof import AsOfView, build_view, default_as_of
+from data.asof import default_as_of
 from data.labels import label_loans
 from data.readers import scan_raw
 from data.storage import write_parquet_atomic
+from data.validation import scan_validated
+from expectations.gate import DataGateOutcome, DataGateStop, run_data_gate
+from expectations.naming import FEATURES_SUITE, TRAINING_SUITE
+from expectations.runner import SuiteResult, validate
 from features.build import application_spine, build_features, catalogue_markdown
 from flows.settings import Settings
 from flows.tracking import RegisteredRun, as_json, log_training
-from models.pipeline import TrainingOutcome, train_pd_model
-
-
-@dataclass
-class RawSummary:
-    raw: Path
-    as_of: date
-    counts: dict[str, dict[str, object]]
+from models.pipeline import TrainingOutcome, train_pd_model, training_set
 
 
 @dataclass
@@ -35,6 +33,7 @@ class FeatureOutput:
     path: Path
     families: dict[str, str]
     catalogue: str
+    check: SuiteResult
 
 
 @dataclass
@@ -45,81 +44,109 @@ class TrainSummary:
     split_rows: dict[str, int]
     split_months: dict[str, str]
     trials: int
+    warnings: list[str]
 
 
-def _view(raw: Path, as_of: date, settings: Settings) -> AsOfView:
-    return build_view(scan_raw(raw), as_of, settings.contract.timezone)
+def resolve_as_of(raw: Path, as_of: date | None, settings: Settings) -> date:
+    return as_of or default_as_of(scan_raw(raw), settings.contract.timezone)
 
 
-@task(name="read raw logs as of")
-def read_raw(raw: Path, as_of: date | None, settings: Settings) -> RawSummary:
-    """Check every table against the contract and count what the as-of date sets aside."""
-    tables = scan_raw(raw)
-    day = as_of or default_as_of(tables, settings.contract.timezone)
-    view = build_view(tables, day, settings.contract.timezone)
-    counts = {name: count.as_dict() for name, count in view.counts().items()}
-    for name, count in counts.items():
-        if count["rows_read"] != count["rows_kept"] + count["rows_set_aside"]:
-            raise RuntimeError(f"rows lost in table {name}: {count}")
-    get_run_logger().info("as of %s: %s", day, as_json(counts))
-    return RawSummary(raw=raw, as_of=day, counts=counts)
+def run_gate_or_stop(raw: Path, as_of: date, settings: Settings, out: Path) -> DataGateOutcome:
+    """The data gate, shared by the flow and `pdflow validate`: raises when it stops."""
+    outcome = run_data_gate(raw, out, settings.validation, settings.contract.timezone, as_of)
+    if not outcome.ok:
+        raise DataGateStop(outcome.stops, out / "report.json")
+    return outcome
+
+
+@task(name="data gate")
+def check_data(raw: Path, as_of: date, settings: Settings, out: Path) -> DataGateOutcome:
+    """Validate every table; set bad rows aside; stop on unusable data."""
+    outcome = run_gate_or_stop(raw, as_of, settings, out / "gate")
+    logger = get_run_logger()
+    logger.info("data gate as of %s: %s", as_of, as_json(outcome.as_dict()["tables"]))
+    for warning in outcome.warnings:
+        logger.warning("data gate: %s", warning)
+    return outcome
 
 
 @task(name="label loans")
-def make_labels(raw: RawSummary, settings: Settings, out: Path) -> Path:
-    view = _view(raw.raw, raw.as_of, settings)
+def make_labels(gate: DataGateOutcome, settings: Settings, out: Path) -> Path:
+    tz = settings.contract.timezone
+    tables = scan_validated(gate.report, tz)
     labels = label_loans(
-        view["applications"],
-        view["repayments"],
-        raw.as_of,
-        settings.contract.timezone,
-        settings.labels,
+        tables["applications"], tables["repayments"], gate.as_of, tz, settings.labels
     )
     return write_parquet_atomic(labels.collect(), out / "labels.parquet")
 
 
 @task(name="build point-in-time features")
-def make_features(raw: RawSummary, settings: Settings, out: Path) -> FeatureOutput:
-    view = _view(raw.raw, raw.as_of, settings)
+def make_features(gate: DataGateOutcome, settings: Settings, out: Path) -> FeatureOutput:
     tz = settings.contract.timezone
-    spine = application_spine(view["applications"], tz)
-    defs, frame = build_features(view.kept, spine, settings.features, tz, settings.labels)
-    path = write_parquet_atomic(frame.sort("application_id").collect(), out / "features.parquet")
+    tables = scan_validated(gate.report, tz)
+    spine = application_spine(tables["applications"], tz)
+    defs, frame = build_features(tables, spine, settings.features, tz, settings.labels)
+    features = frame.sort("application_id").collect()
+    check = validate(FEATURES_SUITE, features, action=settings.validation.stats.feature_action)
+    if not check.success and check.action == "stop":
+        raise DataGateStop(check.messages())
     return FeatureOutput(
-        path=path,
+        path=write_parquet_atomic(features, out / "features.parquet"),
         families={d.name: d.family for d in defs},
         catalogue=catalogue_markdown(defs),
+        check=check,
     )
 
 
 @task(name="split, tune and train")
 def train_model(
-    features: FeatureOutput, labels_path: Path, raw: RawSummary, settings: Settings
-) -> TrainingOutcome:
-    view = _view(raw.raw, raw.as_of, settings)
-    truth = view["_truth"].collect()
-    return train_pd_model(
-        pl.read_parquet(features.path),
-        pl.read_parquet(labels_path),
+    features: FeatureOutput, labels_path: Path, gate: DataGateOutcome, settings: Settings
+) -> tuple[TrainingOutcome, SuiteResult]:
+    feature_frame = pl.read_parquet(features.path)
+    labels = pl.read_parquet(labels_path)
+    check = validate(
+        TRAINING_SUITE,
+        training_set(feature_frame, labels),
+        action=settings.validation.stats.bad_rate_action,
+    )
+    if not check.success and check.action == "stop":
+        raise DataGateStop(check.messages())
+    truth = scan_validated(gate.report, settings.contract.timezone)["_truth"].collect()
+    outcome = train_pd_model(
+        feature_frame,
+        labels,
         features.families,
         settings.split,
         settings.training,
         settings.contract.timezone,
         truth=truth,
     )
+    return outcome, check
 
 
 @task(name="log and register in MLflow")
 def register(
-    outcome: TrainingOutcome, raw: RawSummary, features: FeatureOutput, settings: Settings
+    outcome: TrainingOutcome,
+    raw: Path,
+    gate: DataGateOutcome,
+    features: FeatureOutput,
+    checks: list[SuiteResult],
+    settings: Settings,
+    out: Path,
 ) -> RegisteredRun:
-    set_aside = {
-        f"rows_set_aside_{name}": float(count["rows_set_aside"])  # type: ignore[arg-type]
-        for name, count in raw.counts.items()
-    }
+    from expectations.docs import build_data_docs, results_json
+
+    gate_metrics: dict[str, float] = {}
+    for name, count in gate.report.tables.items():
+        gate_metrics[f"gate_{name}_rows_read"] = float(count.rows_read)
+        gate_metrics[f"gate_{name}_rows_kept"] = float(count.rows_kept)
+        gate_metrics[f"gate_{name}_rows_set_aside"] = float(count.rows_set_aside)
+    gate_metrics["gate_warnings"] = float(len(gate.warnings))
+    results = [*gate.results, *checks]
+    docs = build_data_docs(results, out / "gate" / "data_docs")
     params = {
-        "as_of": raw.as_of.isoformat(),
-        "raw": str(raw.raw),
+        "as_of": gate.as_of.isoformat(),
+        "raw": str(raw),
         "timezone": settings.contract.timezone,
         "label_window_months": settings.labels.window_months,
         "label_threshold_days": settings.labels.threshold_days,
@@ -130,26 +157,37 @@ def register(
     }
     artifacts = {
         "feature_catalogue.md": features.catalogue,
-        "rows_as_of.json": as_json(raw.counts),
+        "data_gate/report.json": as_json(gate.as_dict()),
+        "data_gate/gx_results.json": results_json(results),
     }
-    tags = {"pdflow.flow": "nightly-train", "pdflow.as_of": raw.as_of.isoformat()}
-    return log_training(outcome, settings.mlflow, params, set_aside, artifacts, tags)
+    tags = {"pdflow.flow": "nightly-train", "pdflow.as_of": gate.as_of.isoformat()}
+    return log_training(
+        outcome,
+        settings.mlflow,
+        params,
+        gate_metrics,
+        artifacts,
+        tags,
+        folders={"data_gate/data_docs": docs.parent},
+    )
 
 
 @flow(name="nightly-train", log_prints=True, validate_parameters=False)
 def train_flow(settings: Settings, raw: Path, as_of: date | None = None) -> TrainSummary:
     """Train and register one PD model on raw logs as they stood on the morning of `as_of`."""
-    summary = read_raw(raw, as_of, settings)
-    out = settings.run_dir(summary.as_of.isoformat())
-    labels = make_labels(summary, settings, out)
-    features = make_features(summary, settings, out)
-    outcome = train_model(features, labels, summary, settings)
-    run = register(outcome, summary, features, settings)
+    day = resolve_as_of(raw, as_of, settings)
+    out = settings.run_dir(day.isoformat())
+    gate = check_data(raw, day, settings, out)
+    labels = make_labels(gate, settings, out)
+    features = make_features(gate, settings, out)
+    outcome, training_check = train_model(features, labels, gate, settings)
+    run = register(outcome, raw, gate, features, [features.check, training_check], settings, out)
     return TrainSummary(
         run=run,
-        as_of=summary.as_of,
+        as_of=day,
         metrics=outcome.metrics,
         split_rows=outcome.split_rows,
         split_months=outcome.split_months,
         trials=outcome.tuning.trials,
+        warnings=gate.warnings,
     )

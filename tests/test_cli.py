@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -42,3 +43,53 @@ def test_generate_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
 def test_invalid_date_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--raw", str(tmp_path), "--as-of", "2024-13-01"])
     assert result.exit_code == 2 and "--as-of" in result.output
+
+
+def _copy_with_bad_rows(small_raw: Path, tmp_path: Path, rows: int) -> Path:
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw, raw)
+    target = sorted((raw / "consumption").rglob("*.parquet"))[0]
+    frame = pl.read_parquet(target)
+    bad = pl.when(pl.int_range(pl.len()) < rows).then(-1.0).otherwise(pl.col("amount"))
+    frame.with_columns(amount=bad).write_parquet(target)
+    return raw
+
+
+def test_validate_clean_data_exits_zero_with_the_json_report(
+    small_raw: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "gate.json"
+    args = ["--workspace", str(tmp_path / "ws"), "validate", "--raw", str(small_raw)]
+    result = runner.invoke(app, [*args, "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["ok"] is True and data["as_of"] == "2025-09-01"
+    consumption = data["tables"]["consumption"]
+    assert consumption["rows_read"] == consumption["rows_kept"] > 0
+    assert consumption["rows_set_aside"] == 0 and consumption["reasons"] == {}
+    assert "data can be used" in result.output
+
+
+def test_validate_sets_rows_aside_and_still_passes(small_raw: Path, tmp_path: Path) -> None:
+    raw = _copy_with_bad_rows(small_raw, tmp_path, rows=3)
+    report = tmp_path / "gate.json"
+    args = ["--workspace", str(tmp_path / "ws"), "validate", "--raw", str(raw)]
+    result = runner.invoke(app, [*args, "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    table = json.loads(report.read_text())["tables"]["consumption"]
+    assert table["reasons"] == {"amount_positive": 3} and table["rows_set_aside"] == 3
+    assert table["rows_read"] == table["rows_kept"] + 3
+
+
+def test_validate_exits_non_zero_when_the_gate_stops(small_raw: Path, tmp_path: Path) -> None:
+    raw = _copy_with_bad_rows(small_raw, tmp_path, rows=10**9)
+    for path in sorted((raw / "consumption").rglob("*.parquet"))[1:200]:
+        pl.read_parquet(path).with_columns(amount=pl.lit(-1.0)).write_parquet(path)
+    report = tmp_path / "gate.json"
+    args = ["--workspace", str(tmp_path / "ws"), "validate", "--raw", str(raw)]
+    result = runner.invoke(app, [*args, "--json", str(report)])
+    assert result.exit_code == 1
+    assert "stopped" in result.output and "amount_positive" in result.output
+    assert json.loads(report.read_text())["ok"] is False

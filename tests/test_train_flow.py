@@ -58,7 +58,10 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     scores = np.asarray(model.predict(spec.to_pandas(features.head(50))))
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {"feature_catalogue.md", "rows_as_of.json", "split.json"} <= artifacts
+    assert {"feature_catalogue.md", "split.json", "data_gate"} <= artifacts
+    gate = {a.path for a in client.list_artifacts(runs[0].info.run_id, "data_gate")}
+    assert {"data_gate/report.json", "data_gate/gx_results.json", "data_gate/data_docs"} <= gate
+    assert metrics["gate_consumption_rows_read"] == metrics["gate_consumption_rows_kept"] > 0
 
 
 def test_unusable_raw_root_stops_with_a_clear_message(small_raw: Path, tmp_path: Path) -> None:
@@ -77,3 +80,18 @@ def test_missing_raw_root_is_a_clear_error(tmp_path: Path) -> None:
     result = run_pdflow(["train", "--raw", str(tmp_path / "nope")], tmp_path / "ws", "sqlite:///x")
     assert result.returncode == 2 and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_gate_stop_registers_nothing(small_raw: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "raw"
+    shutil.copytree(small_raw, broken)
+    for path in sorted((broken / "transactions").rglob("*.parquet"))[:300]:
+        pl.read_parquet(path).with_columns(txn_type=pl.lit("crypto")).write_parquet(path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_pdflow(["train", "--raw", str(broken)], tmp_path / "ws", tracking)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "data gate stopped" in result.stderr and "txn_type_in_set" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+    report = tmp_path / "ws" / "runs" / "2025-09-01" / "gate" / "report.json"
+    assert '"ok": false' in report.read_text()

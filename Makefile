@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test setup lint bench lock catalogue clean
+.PHONY: run test setup lint bench lock catalogue suites clean
 
 setup: $(STAMP)
 
@@ -43,3 +43,7 @@ clean:
 
 catalogue: $(STAMP)
 	$(BIN)/python -m features.catalogue
+
+# Regenerate the committed Great Expectations suites from data/rules.py and the feature definitions.
+suites: $(STAMP)
+	$(BIN)/python -m expectations.suites

@@ -20,8 +20,8 @@ from data.readers import scan_raw
 from data.storage import write_parquet_atomic
 from data.validation import scan_validated
 from expectations.gate import DataGateOutcome, DataGateStop, run_data_gate
-from expectations.naming import FEATURES_SUITE, TRAINING_SUITE
 from expectations.runner import SuiteResult, validate
+from expectations.suites import features_suite, training_suite
 from features.build import application_spine, build_features, catalogue_markdown
 from flows.settings import Settings
 from flows.tracking import RegisteredRun, as_json, log_training
@@ -87,7 +87,9 @@ def make_features(gate: DataGateOutcome, settings: Settings, out: Path) -> Featu
     spine = application_spine(tables["applications"], tz)
     defs, frame = build_features(tables, spine, settings.features, tz, settings.labels)
     features = frame.sort("application_id").collect()
-    check = validate(FEATURES_SUITE, features, action=settings.validation.stats.feature_action)
+    # Built from this run's settings: the committed file holds the default windows and bounds.
+    suite = features_suite(defs, settings.validation.stats)
+    check = validate(suite, features, action=settings.validation.stats.feature_action)
     if not check.success and check.action == "stop":
         raise DataGateStop(check.messages())
     return FeatureOutput(
@@ -105,7 +107,7 @@ def train_model(
     feature_frame = pl.read_parquet(features.path)
     labels = pl.read_parquet(labels_path)
     check = validate(
-        TRAINING_SUITE,
+        training_suite(settings.validation.stats),
         training_set(feature_frame, labels),
         action=settings.validation.stats.bad_rate_action,
     )

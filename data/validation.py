@@ -135,14 +135,25 @@ def unique_flag(rule: Rule, table: Table) -> pl.Expr:
 
 
 def _unique(frame: pl.LazyFrame, rule: Rule, table: Table) -> pl.LazyFrame:
-    """Flag duplicates; the exact (costly) check runs only on rows whose key repeats."""
-    repeats = pl.len().over(list(rule.columns)) > 1
-    frame = frame.with_columns(repeats.alias("_repeats"))
-    single = frame.filter(~pl.col("_repeats")).with_columns(pl.lit(True).alias(flag(rule)))
-    repeated = frame.filter(pl.col("_repeats")).with_columns(
-        unique_flag(rule, table).alias(flag(rule))
+    """Flag duplicates; the exact (costly) check runs only on rows whose key repeats.
+
+    Repeated keys are found by a streaming group-by on a 64-bit hash of the key, whose state is
+    one integer per distinct key; a hash collision only sends a few more rows to the exact check.
+    """
+    key = list(rule.columns)
+    key_hash = (pl.struct(key) if len(key) > 1 else pl.col(key[0])).hash(seed=0).alias("_key")
+    repeated = (
+        frame.select(key_hash).group_by("_key").len().filter(pl.col("len") > 1).select("_key")
     )
-    return pl.concat([single, repeated]).drop("_repeats")
+    frame = frame.with_columns(key_hash)
+    single = frame.join(repeated, on="_key", how="anti", maintain_order="left")
+    twice = frame.join(repeated, on="_key", how="semi", maintain_order="left")
+    return pl.concat(
+        [
+            single.with_columns(pl.lit(True).alias(flag(rule))),
+            twice.with_columns(unique_flag(rule, table).alias(flag(rule))),
+        ]
+    ).drop("_key")
 
 
 @dataclass

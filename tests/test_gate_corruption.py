@@ -285,3 +285,37 @@ def test_gate_is_repeatable(raw: Path, tmp_path: Path) -> None:
     second = gate(raw, tmp_path / "b")
     assert first.as_dict() == second.as_dict()
     assert quarantined(first, "consumption").equals(quarantined(second, "consumption"))
+
+
+def test_amounts_in_cents_stop_the_whole_gate(raw: Path, tmp_path: Path) -> None:
+    from expectations.gate import run_data_gate
+
+    last_week = CONFIG.start.replace(month=CONFIG.start.month + CONFIG.months) - timedelta(days=7)
+    for path in files(raw, "consumption"):
+        if path.parent.name >= f"dt={last_week}":
+            pl.read_parquet(path).with_columns(amount=pl.col("amount") * 100).write_parquet(path)
+    outcome = run_data_gate(raw, tmp_path / "gate", ValidationSettings(), TZ)
+    assert not outcome.ok
+    assert any("consumption" in stop and "amount" in stop for stop in outcome.stops)
+    assert outcome.report.tables["consumption"].rows_set_aside == 0
+
+
+def test_great_expectations_agrees_with_polars_on_a_dirty_sample(raw: Path, tmp_path: Path) -> None:
+    from expectations.gate import run_data_gate
+
+    def dirty(df: pl.DataFrame) -> pl.DataFrame:
+        row = pl.int_range(pl.len())
+        return df.with_columns(
+            amount=pl.when(row < 2).then(-3.0).otherwise("amount"),
+            merchant_category=pl.when(row.is_between(2, 4))
+            .then(pl.lit("crypto"))
+            .otherwise("merchant_category"),
+            user_id=pl.when(row == 5).then(pl.lit("U-nobody")).otherwise("user_id"),
+        )
+
+    rewrite(raw, "consumption", dirty)
+    outcome = run_data_gate(raw, tmp_path / "gate", ValidationSettings(), TZ)
+    result = next(r for r in outcome.results if r.suite_name == "raw.consumption")
+    failed = {o.rule: o.unexpected_count for o in result.results if o.rule and not o.success}
+    assert failed == {"amount_positive": 2, "merchant_category_in_set": 3, "user_id_known": 1}
+    assert outcome.report.tables["consumption"].reasons == failed

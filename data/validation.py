@@ -137,23 +137,27 @@ def unique_flag(rule: Rule, table: Table) -> pl.Expr:
 def _unique(frame: pl.LazyFrame, rule: Rule, table: Table) -> pl.LazyFrame:
     """Flag duplicates; the exact (costly) check runs only on rows whose key repeats.
 
-    Repeated keys are found by a streaming group-by on a 64-bit hash of the key, whose state is
-    one integer per distinct key; a hash collision only sends a few more rows to the exact check.
+    Repeated keys are found first, in a separate pass over the key alone: a group-by on a
+    64-bit hash of the key (a collision only sends a few more rows to the exact check). The
+    main pass then only probes that small set, row by row, which keeps it streaming.
     """
     key = list(rule.columns)
-    key_hash = (pl.struct(key) if len(key) > 1 else pl.col(key[0])).hash(seed=0).alias("_key")
+    key_hash = (pl.struct(key) if len(key) > 1 else pl.col(key[0])).hash(seed=0)
     repeated = (
-        frame.select(key_hash).group_by("_key").len().filter(pl.col("len") > 1).select("_key")
+        frame.select(key_hash.alias("_key"))
+        .group_by("_key")
+        .len()
+        .filter(pl.col("len") > 1)
+        .collect()
+        .get_column("_key")
     )
-    frame = frame.with_columns(key_hash)
-    single = frame.join(repeated, on="_key", how="anti", maintain_order="left")
-    twice = frame.join(repeated, on="_key", how="semi", maintain_order="left")
+    is_repeated = key_hash.is_in(repeated.implode())
     return pl.concat(
         [
-            single.with_columns(pl.lit(True).alias(flag(rule))),
-            twice.with_columns(unique_flag(rule, table).alias(flag(rule))),
+            frame.filter(~is_repeated).with_columns(pl.lit(True).alias(flag(rule))),
+            frame.filter(is_repeated).with_columns(unique_flag(rule, table).alias(flag(rule))),
         ]
-    ).drop("_key")
+    )
 
 
 @dataclass
@@ -165,20 +169,14 @@ class Parents:
 
 
 def _reference_flag(frame: pl.LazyFrame, rule: Rule, parents: Parents) -> pl.LazyFrame:
+    """A row-wise probe of the parent's kept keys (no join: order and streaming are kept)."""
     assert rule.references is not None
     keys = parents.keys.get(rule.references)
-    column = rule.column
     if keys is None:
         return frame.with_columns(pl.lit(True).alias(flag(rule)))
-    marker = f"{flag(rule)}_hit"
-    known = keys.lazy().select(pl.col(rule.references[1]).alias(column), pl.lit(True).alias(marker))
-    return (
-        frame.join(known, on=column, how="left", nulls_equal=False, maintain_order="left")
-        .with_columns(
-            (pl.col(column).is_null() | pl.col(marker).fill_null(False)).alias(flag(rule))
-        )
-        .drop(marker)
-    )
+    column = pl.col(rule.column)
+    known = column.is_in(keys.get_column(rule.references[1]).implode())
+    return frame.with_columns((column.is_null() | known).alias(flag(rule)))
 
 
 def flag_rows(
@@ -238,10 +236,12 @@ def gx_sample(
     """
     half = max(1, budget // 2)
     step = max(1, -(-rows // half))
+    # A filter on one column's hash lets the reader skip the other columns of unsampled rows.
+    picked = pl.col(table.column_names[0]).hash(seed=1) % step == 0
     sample = pl.concat(
         [
             checked.filter(pl.col(REASON).is_not_null()).head(half),
-            checked.filter(pl.col(REASON).is_null()).gather_every(step),
+            checked.filter(pl.col(REASON).is_null() & picked).head(half),
         ]
     )
     flags = [

@@ -16,6 +16,7 @@ import polars as pl
 
 from data.contract import TABLES
 from data.readers import ContractError
+from data.rules import time_column
 
 AFTER_AS_OF = "after_as_of"
 UNKNOWN_LOAN = "loan_unknown_at_as_of"
@@ -45,14 +46,20 @@ def local_day_start(column: str | pl.Expr, timezone: str) -> pl.Expr:
 
 def visibility(name: str, cutoff: datetime, as_of: date) -> pl.Expr | None:
     """Boolean expression: is a row of table `name` recorded before the cut-off?"""
-    table = TABLES[name]
-    if table.time_column is not None:
-        return pl.col(table.time_column) < cutoff
-    if name == "users":
-        return pl.col("registered_at") < cutoff
-    if name == "bureau_snapshots":
-        return pl.col("report_date") < as_of
-    return None
+    column = time_column(TABLES[name])
+    if column is None:
+        return None
+    limit = as_of if TABLES[name].column(column).dtype == pl.Date else cutoff
+    return pl.col(column) < limit
+
+
+def mask_future_payments(repayments: pl.LazyFrame, cutoff: datetime) -> pl.LazyFrame:
+    """A payment made at or after the cut-off has not happened yet: it reads as unpaid."""
+    paid_before = pl.col("paid_at") < cutoff
+    return repayments.with_columns(
+        paid_at=pl.when(paid_before).then(pl.col("paid_at")),
+        amount_paid=pl.when(paid_before).then(pl.col("amount_paid")).otherwise(0.0),
+    )
 
 
 @dataclass
@@ -129,10 +136,7 @@ def _repayments_as_of(
     repayments: pl.LazyFrame, applications: pl.LazyFrame | None, cutoff: datetime
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Schedules of loans known at the cut-off, with later payments read as not yet made."""
-    masked = repayments.with_columns(
-        paid_at=pl.when(pl.col("paid_at") < cutoff).then(pl.col("paid_at")),
-        amount_paid=pl.when(pl.col("paid_at") < cutoff).then(pl.col("amount_paid")).otherwise(0.0),
-    )
+    masked = mask_future_payments(repayments, cutoff)
     if applications is None:
         return masked, repayments.head(0).with_columns(reason=pl.lit(""))
     known = applications.select("loan_id").drop_nulls().unique()
@@ -148,19 +152,15 @@ def latest_record_date(tables: dict[str, pl.LazyFrame], timezone: str) -> date |
     latest: list[date] = []
     for name, frame in tables.items():
         table = TABLES[name]
-        columns = [table.time_column] if table.time_column else []
-        if name == "users":
-            columns = ["registered_at"]
-        if name == "repayments":
-            columns = ["paid_at"]
-        for column in columns:
-            value = frame.select(local_date(pl.col(column).max(), timezone)).collect().item()
-            if value is not None:
-                latest.append(value)
-        if name == "bureau_snapshots":
-            value = frame.select(pl.col("report_date").max()).collect().item()
-            if value is not None:
-                latest.append(value)
+        column = "paid_at" if name == "repayments" else time_column(table)
+        if column is None:
+            continue
+        last = pl.col(column).max()
+        if table.column(column).dtype != pl.Date:
+            last = local_date(last, timezone)
+        value = frame.select(last).collect().item()
+        if value is not None:
+            latest.append(value)
     return max(latest) if latest else None
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from data.asof import TableCount, day_start_utc, default_as_of, local_date
+from data.asof import TableCount, day_start_utc, default_as_of, local_date, mask_future_payments
 from data.config import ValidationSettings
 from data.contract import TABLES, Table
 from data.readers import SOURCE_FILE, SOURCE_PARTITION, ContractError, scan_raw
@@ -211,19 +211,12 @@ def flag_rows(
     return frame
 
 
-def mask_future_payments(repayments: pl.LazyFrame, as_of: date, timezone: str) -> pl.LazyFrame:
-    """A payment made on or after the as-of day has not happened yet at the as-of date."""
-    paid_before = pl.col("paid_at") < day_start_utc(as_of, timezone)
-    return repayments.with_columns(
-        paid_at=pl.when(paid_before).then(pl.col("paid_at")),
-        amount_paid=pl.when(paid_before).then(pl.col("amount_paid")).otherwise(0.0),
-    )
-
-
 def kept_rows(checked: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> pl.LazyFrame:
     """The rows of a checked table that were kept, in the contract schema, as seen at `as_of`."""
     kept = checked.filter(pl.col(REASON).is_null()).select(table.column_names)
-    return mask_future_payments(kept, as_of, timezone) if table.name == "repayments" else kept
+    if table.name != "repayments":
+        return kept
+    return mask_future_payments(kept, day_start_utc(as_of, timezone))
 
 
 def gx_sample(

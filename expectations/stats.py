@@ -134,6 +134,33 @@ def _severity(action: Action) -> str:
     return "critical" if action == "stop" else "warning"
 
 
+def _bounded(
+    frame_column: str,
+    low: float,
+    high: float,
+    action: Action,
+    check: str,
+    table: str,
+    description: str,
+    **meta: str,
+) -> gxe.Expectation:
+    """A statistical check: `frame_column` of the aggregate frame stays within [low, high]."""
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=frame_column,
+        min_value=low,
+        max_value=high,
+        severity=_severity(action),
+        meta={
+            "check": check,
+            "table": table,
+            **meta,
+            "description": description,
+            "notes": description,
+            "action": action,
+        },
+    )
+
+
 def _suite(name: str, expectations: list[gxe.Expectation], notes: list[str]) -> gx.ExpectationSuite:
     meta: dict[str, Any] = {"generated_by": "expectations.stats"}
     if notes:
@@ -193,19 +220,7 @@ def _volume_check(
         f"{table}: rows per local day in {windows.recent_label} / median rows per day with data "
         f"in {windows.history_label} ({median:,.1f}) within [{low}, {high}]"
     )
-    expectation = gxe.ExpectColumnValuesToBeBetween(
-        column="ratio",
-        min_value=low,
-        max_value=high,
-        severity=_severity(action),
-        meta={
-            "check": check,
-            "table": table,
-            "description": description,
-            "notes": description,
-            "action": action,
-        },
-    )
+    expectation = _bounded("ratio", low, high, action, check, table, description)
     result = validate(_suite(name, [expectation], [description]), frame, action=action)
     bad = frame.filter(~pl.col("ratio").is_between(low, high))
     if bad.height:
@@ -249,19 +264,7 @@ def _amount_check(
         f"{table}: median of {'/'.join(columns)} in {windows.recent_label} / its median in "
         f"{windows.history_label} within [{low}, {high}]"
     )
-    expectation = gxe.ExpectColumnValuesToBeBetween(
-        column="ratio",
-        min_value=low,
-        max_value=high,
-        severity=_severity(action),
-        meta={
-            "check": check,
-            "table": table,
-            "description": description,
-            "notes": description,
-            "action": action,
-        },
-    )
+    expectation = _bounded("ratio", low, high, action, check, table, description)
     result = validate(_suite(name, [expectation], [description]), frame, action=action)
     parts = [
         f"{table}.{row['column']} recent median {row['recent_median']:,.2f} vs history "
@@ -322,20 +325,7 @@ def _enum_check(
             f"share in {windows.history_label} by at most {bound}"
         )
         expectations.append(
-            gxe.ExpectColumnValuesToBeBetween(
-                column=f"shift_{column}",
-                min_value=0,
-                max_value=bound,
-                severity=_severity(action),
-                meta={
-                    "check": check,
-                    "table": table,
-                    "column": column,
-                    "description": description,
-                    "notes": description,
-                    "action": action,
-                },
-            )
+            _bounded(f"shift_{column}", 0, bound, action, check, table, description, column=column)
         )
         rows = frame.filter(pl.col("column") == column).sort("shift", descending=True)
         shifted = rows.filter(pl.col("shift") > bound).height

@@ -171,6 +171,16 @@ def rules_for(table: Table) -> list[Rule]:
                 description="loan_id is set exactly when the application was approved",
             )
         )
+    if table.name == "repayments":
+        rules.append(
+            Rule(
+                "loan_applied_before_as_of",
+                table.name,
+                Kind.LOAN_BEFORE_AS_OF,
+                ("loan_id",),
+                description="the loan's application was recorded before the as-of day",
+            )
+        )
     key = table.unique or tuple(table.column_names)
     rules.append(
         Rule(
@@ -182,16 +192,6 @@ def rules_for(table: Table) -> list[Rule]:
             + ("/".join(table.unique) if table.unique else "every column (a row loaded twice)"),
         )
     )
-    if table.name == "repayments":
-        rules.append(
-            Rule(
-                "loan_applied_before_as_of",
-                table.name,
-                Kind.LOAN_BEFORE_AS_OF,
-                ("loan_id",),
-                description="the loan's application was recorded before the as-of day",
-            )
-        )
     for column, target in table.references.items():
         target_column = referenced_column(column, target)
         rules.append(

@@ -1,29 +1,35 @@
 """The data gate's Polars engine: every raw row is kept or set aside with the rule it broke.
 
-For each contract table, one lazy pass flags the rows that break a rule of ``data.rules``:
+For each contract table:
 
-1. row rules: nulls, unknown enumeration values, non-positive amounts, ranges, records on or
-   after the as-of day, timestamps filed under another ``dt=`` partition, loan ids on rejected
-   applications;
-2. uniqueness among the rows that passed: an exact copy of a row (a day loaded twice) is set
-   aside and one copy kept; rows that share a unique id but differ are all set aside, since
-   nothing says which one is true;
-3. references to rows of other tables that were kept (users, approved loans), and repayments
-   of loans applied on or after the as-of day.
+1. one streaming pass reads only the hashed key and reference columns, and finds the keys that
+   repeat and the referenced values that no kept parent row has (usually none of either);
+2. one streaming pass evaluates every rule on every row, in file order:
 
-A table with rows set aside is written once, every row with ``_reason`` (the first rule broken,
-null when kept) and ``_file``, to ``checked/<table>.parquet``, and its set-aside rows are copied
-to ``quarantine/<table>.parquet`` for people to inspect. A clean table is not copied at all.
-:func:`scan_validated` reads the kept rows of every table from wherever they are. Rows read
-= rows kept + rows set aside is checked for every table on every run. A table that cannot be
-used at all stops the run with a :class:`~data.readers.ContractError` instead.
+   - row rules: nulls, unknown enumeration values, non-positive amounts, ranges, records on or
+     after the as-of day, timestamps filed under another ``dt=`` partition, loan ids on
+     rejected applications;
+   - uniqueness among the rows that passed: an exact copy of a row (a day loaded twice) is set
+     aside and one copy kept; rows that share a unique id but differ are all set aside, since
+     nothing says which one is true (only rows whose key repeats are examined);
+   - references to rows of other tables that were kept (users, approved loans), and
+     repayments of loans applied on or after the as-of day.
+
+   Each row's ``_reason`` is the first rule it broke (null when kept). Rows set aside go to
+   ``quarantine/<table>.parquet`` with ``_reason``, ``_file`` and ``_row`` (their position in
+   the table's scan). Kept rows are never copied: :func:`scan_validated` reads the raw files
+   less those positions.
+
+Rows read (counted separately) = rows kept + rows set aside is checked for every table on
+every run. A table that cannot be used at all stops the run with a
+:class:`~data.readers.ContractError` instead.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -35,6 +41,7 @@ from data.readers import SOURCE_FILE, SOURCE_PARTITION, ContractError, scan_raw
 from data.rules import ROW_KINDS, RULES, Kind, Rule
 
 REASON = "_reason"
+ROW = "_row"
 # Parents first: references are checked against the rows kept of the tables before them.
 ORDER = (
     "users",
@@ -64,8 +71,9 @@ class GateReport:
     tables: dict[str, TableCount]
     stops: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    sources: dict[str, Path] = field(default_factory=dict)
     quarantine: Path | None = None
+    scans: dict[str, pl.LazyFrame] = field(default_factory=dict, repr=False)
+    set_aside: dict[str, pl.Series] = field(default_factory=dict, repr=False)
     samples: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
@@ -117,126 +125,281 @@ def row_rule(rule: Rule, table: Table, as_of: date, timezone: str) -> pl.Expr:
     return ok.fill_null(True)
 
 
-def _first_broken(rules: list[Rule], current: pl.Expr | None = None) -> pl.Expr:
+def reason_dtype(table: Table) -> pl.Enum:
+    """``_reason`` is an enumeration of the table's rule names: cheap to compute and count."""
+    return pl.Enum([r.name for r in RULES[table.name]])
+
+
+def _first_broken(rules: list[Rule], dtype: pl.Enum, current: pl.Expr | None = None) -> pl.Expr:
     candidates = [] if current is None else [current]
-    candidates += [pl.when(~pl.col(flag(r))).then(pl.lit(r.name)) for r in rules]
-    return pl.coalesce(candidates) if candidates else pl.lit(None, pl.String)
+    candidates += [pl.when(~pl.col(flag(r))).then(pl.lit(r.name, dtype)) for r in rules]
+    return pl.coalesce(candidates) if candidates else pl.lit(None, dtype)
 
 
-def unique_flag(rule: Rule, table: Table) -> pl.Expr:
-    """Among rows that passed the row rules: one copy of an exact duplicate is kept; rows that
-    share the key but differ are all set aside."""
-    passing = pl.col(REASON).is_null()
+def unique_flag(rule: Rule, table: Table, candidate: pl.Expr) -> pl.Expr:
+    """Among `candidate` rows: one copy of an exact duplicate is kept; rows that share the key
+    but differ are all set aside."""
     key = list(rule.columns)
     content = pl.struct(table.column_names).hash(seed=0)
-    variants = content.filter(passing).n_unique().over(key)
-    first_copy = passing.cum_sum().over(key) == 1
-    return ~passing | ((variants == 1) & first_copy)
+    variants = content.filter(candidate).n_unique().over(key)
+    first_copy = candidate.cum_sum().over(key) == 1
+    return (variants == 1) & first_copy
 
 
-def _unique(frame: pl.LazyFrame, rule: Rule, table: Table) -> pl.LazyFrame:
-    """Flag duplicates; the exact (costly) check runs only on rows whose key repeats.
+def value_hash(column: str) -> pl.Expr:
+    """64-bit hash of a key column, null where the value is null."""
+    return pl.when(pl.col(column).is_not_null()).then(pl.col(column).hash(seed=0))
 
-    Repeated keys are found first, in a separate pass over the key alone: a group-by on a
-    64-bit hash of the key (a collision only sends a few more rows to the exact check). The
-    main pass then only probes that small set, row by row, which keeps it streaming.
-    """
-    key = list(rule.columns)
-    key_hash = (pl.struct(key) if len(key) > 1 else pl.col(key[0])).hash(seed=0)
-    repeated = (
-        frame.select(key_hash.alias("_key"))
-        .group_by("_key")
-        .len()
-        .filter(pl.col("len") > 1)
-        .collect()
-        .get_column("_key")
-    )
-    is_repeated = key_hash.is_in(repeated.implode())
-    return pl.concat(
-        [
-            frame.filter(~is_repeated).with_columns(pl.lit(True).alias(flag(rule))),
-            frame.filter(is_repeated).with_columns(unique_flag(rule, table).alias(flag(rule))),
-        ]
-    )
+
+def repeated(hashes: pl.Series) -> pl.Series:
+    """The values that occur more than once, found by sorting (8 bytes a row, no hash table)."""
+    ordered = hashes.sort()
+    return ordered.filter(ordered == ordered.shift(1)).unique()
 
 
 @dataclass
 class Parents:
-    """Keys kept so far, that later tables may reference."""
+    """Hashes of the keys kept so far, that later tables may reference."""
 
-    keys: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
+    key_hashes: dict[tuple[str, str], pl.Series] = field(default_factory=dict)
     future_loans: pl.DataFrame | None = None
 
 
-def _reference_flag(frame: pl.LazyFrame, rule: Rule, parents: Parents) -> pl.LazyFrame:
-    """A row-wise probe of the parent's kept keys (no join: order and streaming are kept)."""
-    assert rule.references is not None
-    keys = parents.keys.get(rule.references)
-    if keys is None:
-        return frame.with_columns(pl.lit(True).alias(flag(rule)))
-    column = pl.col(rule.column)
-    known = column.is_in(keys.get_column(rule.references[1]).implode())
-    return frame.with_columns((column.is_null() | known).alias(flag(rule)))
+def row_stage(table: Table) -> list[Rule]:
+    """Rules decided by a row alone (and the small set of loans applied after the as-of day)."""
+    return [r for r in RULES[table.name] if r.kind in ROW_KINDS or r.kind is Kind.LOAN_BEFORE_AS_OF]
+
+
+def key_stage(table: Table) -> list[Rule]:
+    """Rules decided across rows: uniqueness, then references to kept parent rows."""
+    return [r for r in RULES[table.name] if r.kind in (Kind.UNIQUE, Kind.REFERENCE)]
+
+
+def _future_loan_rule(parents: Parents) -> pl.Expr:
+    if parents.future_loans is None or parents.future_loans.is_empty():
+        return pl.lit(True)
+    future = parents.future_loans.get_column("loan_id").implode()
+    return (~pl.col("loan_id").is_in(future)).fill_null(True)
 
 
 def flag_rows(
     frame: pl.LazyFrame, table: Table, as_of: date, timezone: str, parents: Parents
 ) -> pl.LazyFrame:
-    """Add one `_rule_*` column per rule and `_reason`, the first rule each row breaks."""
-    rules = RULES[table.name]
-    row_rules = [r for r in rules if r.kind in ROW_KINDS]
-    frame = frame.with_columns(
-        row_rule(r, table, as_of, timezone).alias(flag(r)) for r in row_rules
+    """Add the row number ``_row``, one ``_rule_*`` column per row-stage rule, and ``_reason``,
+    the first of them each row breaks (the key-stage rules are decided by :func:`key_problems`)."""
+    rules = row_stage(table)
+    verdicts = [
+        _future_loan_rule(parents)
+        if r.kind is Kind.LOAN_BEFORE_AS_OF
+        else row_rule(r, table, as_of, timezone)
+        for r in rules
+    ]
+    frame = frame.with_row_index(ROW).with_columns(
+        verdict.alias(flag(r)) for r, verdict in zip(rules, verdicts, strict=True)
     )
-    frame = frame.with_columns(_first_broken(row_rules).alias(REASON))
-    for rule in rules:
+    return frame.with_columns(_first_broken(rules, reason_dtype(table)).alias(REASON))
+
+
+def _key_hash(rule: Rule) -> pl.Expr:
+    key = list(rule.columns)
+    return (pl.struct(key) if len(key) > 1 else pl.col(key[0])).hash(seed=0)
+
+
+def key_hashes(table: Table, parents: Parents) -> dict[str, pl.Expr]:
+    """One 64-bit hash column per key-stage rule, for the rows that passed the row stage."""
+    columns = {}
+    for rule in key_stage(table):
         if rule.kind is Kind.UNIQUE:
-            frame = _unique(frame, rule, table)
-        elif rule.kind is Kind.LOAN_BEFORE_AS_OF:
-            future = (
-                parents.future_loans
-                if parents.future_loans is not None
-                else pl.DataFrame(schema={"loan_id": pl.String()})
-            )
-            frame = frame.with_columns(
-                (~pl.col("loan_id").is_in(future["loan_id"].implode()))
-                .fill_null(True)
-                .alias(flag(rule))
-            )
-        elif rule.kind is Kind.REFERENCE:
-            frame = _reference_flag(frame, rule, parents)
-        else:
+            columns[rule.name] = _key_hash(rule)
+        elif rule.references in parents.key_hashes:
+            columns[rule.name] = value_hash(rule.column)
+    return columns
+
+
+def key_problems(hashes: pl.DataFrame, table: Table, parents: Parents) -> dict[str, pl.Series]:
+    """Per key-stage rule, the row numbers that may break it (usually none).
+
+    ``hashes`` holds ``_row`` and the :func:`key_hashes` of the rows that passed the row stage.
+    For uniqueness these are the rows whose key hash repeats (a collision of two keys only
+    sends a few more rows to the exact check); for a reference, the rows whose value's hash no
+    kept parent row has: those values are certainly unknown. A referenced value whose hash
+    collides with a kept parent's would pass unseen, with odds of about one in 10^13 per value
+    for a million parents.
+    """
+    suspects = {}
+    for rule in key_stage(table):
+        if rule.name not in hashes.columns:
             continue
-        frame = frame.with_columns(_first_broken([rule], pl.col(REASON)).alias(REASON))
-    return frame
+        column = hashes[rule.name]
+        if rule.kind is Kind.UNIQUE:
+            bad = column.is_in(repeated(column).implode())
+        else:
+            assert rule.references is not None
+            values = column.drop_nulls().unique()
+            known = parents.key_hashes[rule.references]
+            bad = column.is_in(values.filter(~values.is_in(known.implode())).implode())
+        rows = hashes[ROW].filter(bad)
+        if not rows.is_empty():
+            suspects[rule.name] = rows
+    return suspects
 
 
-def kept_rows(checked: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> pl.LazyFrame:
-    """The rows of a checked table that were kept, in the contract schema, as seen at `as_of`."""
-    kept = checked.filter(pl.col(REASON).is_null()).select(table.column_names)
+def judge_key_problems(
+    suspect_rows: pl.DataFrame, table: Table, suspects: dict[str, pl.Series]
+) -> pl.DataFrame:
+    """The suspects that break a key-stage rule, with the first such rule as ``_reason``.
+
+    `suspect_rows` are the suspects' full rows, in file order. Exact duplicates keep their first
+    copy; rows that share a unique key but differ are all set aside.
+    """
+    dtype = reason_dtype(table)
+    verdicts = []
+    for rule in key_stage(table):
+        rows = suspects.get(rule.name)
+        if rows is None:
+            verdicts.append(pl.lit(True).alias(flag(rule)))
+        elif rule.kind is Kind.UNIQUE:
+            suspect = pl.col(ROW).is_in(rows.implode())
+            verdicts.append((~suspect | unique_flag(rule, table, suspect)).alias(flag(rule)))
+        else:
+            verdicts.append((~pl.col(ROW).is_in(rows.implode())).alias(flag(rule)))
+    judged = suspect_rows.with_columns(verdicts).with_columns(
+        _first_broken(key_stage(table), dtype).alias(REASON)
+    )
+    return judged.filter(pl.col(REASON).is_not_null()).select(quarantine_columns(table))
+
+
+def kept_rows(frame: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> pl.LazyFrame:
+    """A table's kept rows in the contract schema, as seen at `as_of` (future payments masked)."""
+    kept = frame.select(table.column_names)
     if table.name != "repayments":
         return kept
     return mask_future_payments(kept, day_start_utc(as_of, timezone))
 
 
+def without_rows(frame: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
+    """`frame` less the rows at the given positions (the rows the gate set aside)."""
+    if rows is None or rows.is_empty():
+        return frame
+    return frame.with_row_index(ROW).filter(~pl.col(ROW).is_in(rows.implode())).drop(ROW)
+
+
+def quarantine_columns(table: Table) -> list[str]:
+    """A set-aside row: its position in the table's scan, its values, its source and reason."""
+    return [ROW, *table.column_names, SOURCE_FILE, SOURCE_PARTITION, REASON]
+
+
+@dataclass
+class TableCheck:
+    """One table's verdict: reasons counted, rows set aside, and a sample for GX."""
+
+    reasons: dict[str, int]
+    quarantine: Path | None
+    aside_rows: pl.Series | None
+    sample: pl.DataFrame
+
+
+def check_table(
+    frame: pl.LazyFrame,
+    table: Table,
+    as_of: date,
+    timezone: str,
+    parents: Parents,
+    out: Path,
+    sample_rows: tuple[int, int],
+) -> TableCheck:
+    """Every rule on every row of one table, in three streaming passes (four when keys are
+    suspect).
+
+    1. Every row-stage rule on every row; the rows that break one go to the quarantine.
+    2. A sample of the other rows for GX, picked by a hash of one column.
+    3. 64-bit hashes of the keys and references (8 bytes a row each, held in memory).
+
+    Only when a key repeats or a reference is unknown does a fourth pass fetch those few rows,
+    to judge them exactly. `sample_rows` is (rows in the table, GX sample budget).
+    """
+    flagged = flag_rows(frame, table, as_of, timezone, parents)
+    passing = pl.col(REASON).is_null()
+    path = out / "quarantine" / f"{table.name}.parquet"
+    staged = path.with_name(f".{table.name}.row_stage.parquet")
+    rows, budget = sample_rows
+    half = max(1, budget // 2)
+    # A filter on one column's hash lets the reader skip the other columns of unsampled rows.
+    picked = pl.col(table.column_names[0]).hash(seed=1) % max(1, -(-rows // half)) == 0
+    # Run together with collect_all, the passes share the scan but held 3x the memory here,
+    # for no gain in time on two cores.
+    flagged.filter(~passing).select(quarantine_columns(table)).sink_parquet(staged, mkdir=True)
+    failed = pl.scan_parquet(staged).select(ROW).collect().to_series()
+    passed = ~pl.col(ROW).is_in(failed.implode())
+    numbered = frame.with_row_index(ROW)
+    sample = (
+        numbered.filter(picked)
+        .head(half)
+        .select(ROW, *table.column_names, SOURCE_PARTITION)
+        .collect(engine="streaming")
+        .filter(passed)
+    )
+    hashes = numbered.select(ROW, **key_hashes(table, parents)).collect(engine="streaming")
+    if not failed.is_empty():
+        hashes = hashes.filter(passed)
+    suspects = key_problems(hashes, table, parents)
+    del hashes
+    late = pl.DataFrame(schema=pl.scan_parquet(staged).collect_schema())
+    if suspects:
+        suspect = pl.col(ROW).is_in(pl.concat(list(suspects.values())).implode())
+        suspect_rows = (
+            numbered.filter(suspect)
+            .select(ROW, *table.column_names, SOURCE_FILE, SOURCE_PARTITION)
+            .collect(engine="streaming")
+        )
+        late = judge_key_problems(suspect_rows, table, suspects).cast(late.schema)
+    reasons, quarantine = _write_quarantine(staged, late, path)
+    aside = pl.scan_parquet(quarantine) if quarantine is not None else None
+    sample = sample.filter(~pl.col(ROW).is_in(late[ROW].implode())).drop(ROW)
+    return TableCheck(
+        reasons=reasons,
+        quarantine=quarantine,
+        aside_rows=None if aside is None else aside.select(ROW).collect().to_series(),
+        sample=gx_sample(sample, aside, table, half, as_of, timezone),
+    )
+
+
+def _write_quarantine(
+    staged: Path, late: pl.DataFrame, path: Path
+) -> tuple[dict[str, int], Path | None]:
+    """Move the set-aside rows into place; return the count of each reason (None: no file)."""
+    if late.is_empty():
+        staged.replace(path)
+    else:
+        pl.concat([pl.scan_parquet(staged), late.lazy()]).sink_parquet(path)
+        staged.unlink()
+    reasons = dict(pl.scan_parquet(path).group_by(REASON).len().collect().iter_rows())
+    if not reasons:
+        path.unlink()
+        return {}, None
+    return {str(reason): n for reason, n in reasons.items()}, path
+
+
 def gx_sample(
-    checked: pl.LazyFrame, table: Table, rows: int, budget: int, as_of: date, timezone: str
+    kept: pl.DataFrame,
+    aside: pl.LazyFrame | None,
+    table: Table,
+    half: int,
+    as_of: date,
+    timezone: str,
 ) -> pl.DataFrame:
     """A bounded, deterministic sample for Great Expectations, with one `_rule_*` column per rule.
 
-    Row rules are evaluated again on the sample (so GX and Polars can be compared rule by rule);
-    rules that need the whole table or other tables are read off the recorded reason.
+    Set-aside rows come first (from the quarantine), then the sampled kept rows. Row rules are
+    evaluated again on the sample (so GX and Polars can be compared rule by rule); rules that
+    need the whole table or other tables are read off the recorded reason.
     """
-    half = max(1, budget // 2)
-    step = max(1, -(-rows // half))
-    # A filter on one column's hash lets the reader skip the other columns of unsampled rows.
-    picked = pl.col(table.column_names[0]).hash(seed=1) % step == 0
-    sample = pl.concat(
-        [
-            checked.filter(pl.col(REASON).is_not_null()).head(half),
-            checked.filter(pl.col(REASON).is_null() & picked).head(half),
-        ]
-    )
+    dtype = reason_dtype(table)
+    columns = [*table.column_names, SOURCE_PARTITION, REASON]
+    parts = [kept.with_columns(pl.lit(None, dtype).alias(REASON)).select(columns)]
+    if aside is not None:
+        reason = pl.col(REASON).cast(pl.String).cast(dtype)
+        parts.insert(0, aside.head(half).with_columns(reason).select(columns).collect())
     flags = [
         row_rule(r, table, as_of, timezone).alias(flag(r))
         if r.kind in ROW_KINDS
@@ -244,35 +407,16 @@ def gx_sample(
         for r in RULES[table.name]
     ]
     return (
-        sample.with_columns(flags)
+        pl.concat(parts)
+        .with_columns(flags)
         .select(*table.column_names, *(flag(r) for r in RULES[table.name]), REASON)
-        .collect()
     )
 
 
-def _write_table(frame: pl.LazyFrame, table: Table, out: Path) -> dict[str, int] | None:
-    """Count the reasons; write the table only when rows were set aside.
-
-    A clean table (the nightly norm) costs one pass and no write: its kept rows are the raw
-    rows. Otherwise every row is written once with its reason to ``checked/``, and the set-aside
-    rows are copied to ``quarantine/``. Returns None for a clean table.
-    """
-    reasons = dict(frame.group_by(REASON).len().drop_nulls(REASON).collect().iter_rows())
-    if not reasons:
-        return None
-    checked = out / "checked" / f"{table.name}.parquet"
-    frame.select(*table.column_names, SOURCE_FILE, SOURCE_PARTITION, REASON).sink_parquet(
-        checked, mkdir=True
-    )
-    aside = pl.scan_parquet(checked).filter(pl.col(REASON).is_not_null())
-    aside.sink_parquet(out / "quarantine" / f"{table.name}.parquet", mkdir=True)
-    return dict(aside.group_by(REASON).len().collect().iter_rows())
-
-
-def _count(read: int, reasons: dict[str, int], checked: pl.LazyFrame, table: Table) -> TableCount:
+def _count(read: int, reasons: dict[str, int], kept: pl.LazyFrame, table: Table) -> TableCount:
     """Rows read (counted on the raw files), kept and set aside; nothing may be lost."""
-    kept = checked.filter(pl.col(REASON).is_null()).select(pl.len()).collect().item()
-    count = TableCount(rows_read=read, rows_kept=int(kept), reasons=reasons)
+    kept_count = kept.select(pl.len()).collect().item()
+    count = TableCount(rows_read=read, rows_kept=kept_count, reasons=reasons)
     if count.rows_read != count.rows_kept + count.rows_set_aside:
         raise RuntimeError(
             f"rows lost in {table.name}: read {count.rows_read}, kept {count.rows_kept}, "
@@ -281,21 +425,24 @@ def _count(read: int, reasons: dict[str, int], checked: pl.LazyFrame, table: Tab
     return count
 
 
-def _remember(parents: Parents, name: str, checked: pl.LazyFrame) -> None:
-    kept = checked.filter(pl.col(REASON).is_null())
+def _remember(parents: Parents, name: str, kept: pl.LazyFrame, aside: pl.LazyFrame | None) -> None:
     if name == "users":
-        parents.keys[("users", "user_id")] = kept.select("user_id").collect()
+        parents.key_hashes[("users", "user_id")] = _hashes(kept, "user_id")
     if name == "applications":
-        parents.keys[("applications", "application_id")] = kept.select("application_id").collect()
-        parents.keys[("applications", "loan_id")] = (
-            kept.filter(pl.col("decision") == "approved").select("loan_id").collect()
-        )
-        parents.future_loans = (
-            checked.filter(pl.col(REASON) == "applied_at_before_as_of")
-            .select("loan_id")
-            .drop_nulls()
-            .collect()
-        )
+        parents.key_hashes[("applications", "application_id")] = _hashes(kept, "application_id")
+        approved = kept.filter(pl.col("decision") == "approved")
+        parents.key_hashes[("applications", "loan_id")] = _hashes(approved, "loan_id")
+        if aside is not None:
+            parents.future_loans = (
+                aside.filter(pl.col(REASON) == "applied_at_before_as_of")
+                .select("loan_id")
+                .drop_nulls()
+                .collect()
+            )
+
+
+def _hashes(frame: pl.LazyFrame, column: str) -> pl.Series:
+    return frame.select(value_hash(column)).collect().to_series().drop_nulls()
 
 
 def _table_stops(name: str, count: TableCount, settings: ValidationSettings) -> list[str]:
@@ -332,7 +479,7 @@ def run_gate(
     timezone: str,
     as_of: date | None = None,
 ) -> GateReport:
-    """Validate every table of a raw root as of a date; write validated and quarantined rows.
+    """Validate every table of a raw root as of a date; write the quarantined rows.
 
     Raises :class:`ContractError` for a table that cannot be used at all (missing folder or
     column, wrong type, unreadable file). Problems found in the rows are reported in
@@ -347,36 +494,36 @@ def run_gate(
     if out.exists():
         shutil.rmtree(out)
     parents = Parents()
-    report = GateReport(as_of=day, tables={}, quarantine=out / "quarantine")
+    report = GateReport(as_of=day, tables={}, quarantine=out / "quarantine", scans=tables)
     for name in ORDER:
         table = TABLES[name]
-        frame = flag_rows(tables[name], table, day, timezone, parents)
-        reasons = _write_table(frame, table, out)
-        if reasons is None:
-            checked = tables[name].with_columns(pl.lit(None, pl.String).alias(REASON))
-            report.sources[name] = Path(raw) / name
-        else:
-            report.sources[name] = out / "checked" / f"{name}.parquet"
-            checked = pl.scan_parquet(report.sources[name])
-        report.tables[name] = _count(rows_read[name], reasons or {}, checked, table)
-        report.samples[name] = gx_sample(
-            checked, table, rows_read[name], settings.gx_sample_rows, day, timezone
-        )
-        _remember(parents, name, checked)
+        sample_rows = (rows_read[name], settings.gx_sample_rows)
+        check = check_table(tables[name], table, day, timezone, parents, out, sample_rows)
+        if check.aside_rows is not None:
+            report.set_aside[name] = check.aside_rows
+        kept = without_rows(tables[name], check.aside_rows)
+        report.tables[name] = _count(rows_read[name], check.reasons, kept, table)
+        report.samples[name] = check.sample
+        aside = pl.scan_parquet(check.quarantine) if check.quarantine is not None else None
+        _remember(parents, name, kept, aside)
         report.stops += _table_stops(name, report.tables[name], settings)
     return report
 
 
-def scan_validated(report: GateReport, timezone: str) -> dict[str, pl.LazyFrame]:
-    """The kept rows of every table the gate checked, as lazy frames in the contract schema."""
+def scan_validated(
+    report: GateReport, timezone: str, since: date | None = None
+) -> dict[str, pl.LazyFrame]:
+    """The kept rows of every table the gate checked, as lazy frames in the contract schema.
+
+    With `since`, only rows filed under ``dt=`` partitions from the day before `since` on
+    (or not partitioned) are read: a query of recent days then skips the older files.
+    """
     frames = {}
-    for name, source in report.sources.items():
+    for name in report.tables:
         table = TABLES[name]
-        if source.suffix == ".parquet":
-            frames[name] = kept_rows(pl.scan_parquet(source), table, report.as_of, timezone)
-        else:
-            raw = scan_raw(source.parent, [name])[name].with_columns(
-                pl.lit(None, pl.String).alias(REASON)
-            )
-            frames[name] = kept_rows(raw, table, report.as_of, timezone)
+        frame = without_rows(report.scans[name], report.set_aside.get(name))
+        if since is not None:
+            recent = pl.col(SOURCE_PARTITION) >= since - timedelta(days=1)
+            frame = frame.filter(pl.col(SOURCE_PARTITION).is_null() | recent)
+        frames[name] = kept_rows(frame, table, report.as_of, timezone)
     return frames

@@ -114,7 +114,7 @@ def run_data_gate(
     as_of: date | None = None,
 ) -> DataGateOutcome:
     """Run the whole gate on a raw root; write its report and GX results under `out`."""
-    from expectations.stats import statistical_checks
+    from expectations.stats import history_start, statistical_checks
 
     report = run_gate(raw, out, settings, timezone, as_of)
     outcome = DataGateOutcome(
@@ -125,8 +125,9 @@ def run_data_gate(
         check_agreement(result, sample, table)
         outcome.results.append(result)
     if report.ok:
+        since = history_start(report.as_of, settings.stats)
         checks = statistical_checks(
-            scan_validated(report, timezone), report.as_of, timezone, settings.stats
+            scan_validated(report, timezone, since), report.as_of, timezone, settings.stats
         )
         for check in checks:
             outcome.results.append(check)

@@ -50,6 +50,11 @@ def enum_columns(table: str) -> list[str]:
     return [c.name for c in TABLES[table].columns if c.values is not None]
 
 
+def history_start(as_of: date, settings: StatsSettings) -> date:
+    """First local day the checks read: older rows need not be scanned at all."""
+    return _Windows(as_of, settings).history_start
+
+
 def statistical_checks(
     tables: dict[str, pl.LazyFrame],
     as_of: date,

@@ -69,6 +69,23 @@ def build_features(
     return defs, frame.select(*KEYS, *(d.name for d in defs))
 
 
+def feature_table(
+    tables: dict[str, pl.LazyFrame],
+    settings: FeatureSettings,
+    timezone: str,
+    labels: LabelSettings,
+) -> tuple[list[FeatureDef], pl.DataFrame]:
+    """The feature table of every application in a point-in-time view, sorted by id.
+
+    Used alike by the nightly flow and ``pdflow features``. Collected by the in-memory engine:
+    the streaming engine's group-by sums floats in an order that varies from run to run, so
+    its sums differ in the last bits between identical runs.
+    """
+    spine = application_spine(tables["applications"], timezone)
+    defs, frame = build_features(tables, spine, settings, timezone, labels)
+    return defs, frame.sort("application_id").collect(engine="in-memory")
+
+
 def feature_definitions(settings: FeatureSettings, timezone: str) -> list[FeatureDef]:
     """The catalogue's rows, from the same code that builds the query (no data is read)."""
     empty = {name: pl.LazyFrame(schema=table.schema) for name, table in TABLES.items()}

@@ -186,6 +186,56 @@ def validate(
             raise DataGateStop(outcome.stops, out / "report.json")
 
 
+@app.command()
+def features(
+    ctx: typer.Context,
+    raw: Annotated[Path, typer.Option(help="Raw root to build features from")],
+    out: Annotated[Path, typer.Option(help="Folder for the feature table (replaced as a whole)")],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Every application applied before this local day, on what was recorded before "
+            "it (default: day after the latest record)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Build the point-in-time feature table after the data gate; write it as Parquet.
+
+    One row per application applied before the as-of day (approved or not), keyed by
+    application_id, with user_id, partitioned by month: OUT/applied_month=YYYY-MM/.
+    """
+    from data.asof import default_as_of
+    from data.readers import scan_raw
+    from data.validation import scan_validated
+    from expectations.gate import run_data_gate
+    from features.build import feature_table
+    from features.store import is_feature_store, write_feature_store
+
+    with user_errors():
+        settings = _settings(ctx)
+        tz = settings.contract.timezone
+        if not is_feature_store(out):
+            raise FileExistsError(
+                f"{out} is not a feature table written by pdflow; not replacing it"
+            )
+        day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
+        gate_out = settings.run_dir(day.isoformat()) / "gate"
+        outcome = run_data_gate(raw, gate_out, settings.validation, tz, day)
+        if not outcome.ok:
+            print_gate(outcome)
+            raise DataGateStop(outcome.stops, gate_out / "report.json")
+        tables = scan_validated(outcome.report, tz)
+        defs, table = feature_table(tables, settings.features, tz, settings.labels)
+        parts = write_feature_store(table, out, tz)
+    console.print(
+        f"Wrote {table.height:,} applications x {len(defs)} features as of {day} "
+        f"to {out} ({len(parts)} monthly partitions)"
+    )
+
+
 def print_gate(outcome: Any) -> None:
     table = Table(
         "table", "read", "kept", "set aside", "reasons", title=f"Data gate as of {outcome.as_of}"

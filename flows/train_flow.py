@@ -22,7 +22,7 @@ from data.validation import scan_validated
 from expectations.gate import DataGateOutcome, DataGateStop, run_data_gate
 from expectations.runner import SuiteResult, validate
 from expectations.suites import features_suite, training_suite
-from features.build import application_spine, build_features, catalogue_markdown
+from features.build import catalogue_markdown, feature_table
 from flows.settings import Settings
 from flows.tracking import RegisteredRun, as_json, log_training
 from models.pipeline import TrainingOutcome, train_pd_model, training_set
@@ -84,9 +84,7 @@ def make_labels(gate: DataGateOutcome, settings: Settings, out: Path) -> Path:
 def make_features(gate: DataGateOutcome, settings: Settings, out: Path) -> FeatureOutput:
     tz = settings.contract.timezone
     tables = scan_validated(gate.report, tz)
-    spine = application_spine(tables["applications"], tz)
-    defs, frame = build_features(tables, spine, settings.features, tz, settings.labels)
-    features = frame.sort("application_id").collect()
+    defs, features = feature_table(tables, settings.features, tz, settings.labels)
     # Built from this run's settings: the committed file holds the default windows and bounds.
     suite = features_suite(defs, settings.validation.stats)
     check = validate(suite, features, action=settings.validation.stats.feature_action)

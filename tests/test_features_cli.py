@@ -1,0 +1,66 @@
+"""`pdflow features`: the point-in-time feature table of every application before the as-of day."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from data.asof import day_start_utc, local_date
+from data.readers import scan_table
+from features.base import FeatureSettings
+from features.build import KEYS, feature_definitions
+from features.store import MONTH, scan_feature_store
+from flows.cli import app
+
+TZ = "Asia/Shanghai"
+AS_OF = date(2025, 3, 1)
+runner = CliRunner()
+
+
+def build(small_raw: Path, tmp_path: Path, out: Path) -> pl.DataFrame:
+    args = ["--workspace", str(tmp_path / "ws"), "features", "--raw", str(small_raw)]
+    result = runner.invoke(app, [*args, "--as-of", AS_OF.isoformat(), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return scan_feature_store(out).collect().sort("application_id")
+
+
+def test_one_row_per_application_before_the_as_of_day(small_raw: Path, tmp_path: Path) -> None:
+    table = build(small_raw, tmp_path, tmp_path / "features")
+    applications = scan_table(small_raw, "applications")
+    before = applications.filter(pl.col("applied_at") < day_start_utc(AS_OF, TZ)).collect()
+    assert before.height < applications.collect().height  # the as-of day really cuts
+    assert table["application_id"].to_list() == sorted(before["application_id"].to_list())
+    assert table.join(before, on="application_id").filter(
+        pl.col("user_id") != pl.col("user_id_right")
+    ).is_empty()
+    names = [d.name for d in feature_definitions(FeatureSettings(), TZ)]
+    assert table.columns == [*KEYS, *names, MONTH]
+    # Each row sits in the partition of its local application month.
+    month = local_date("applied_at", TZ).dt.strftime("%Y-%m")
+    assert (table[MONTH].cast(pl.String) == table.select(month).to_series()).all()
+    assert table[MONTH].n_unique() > 10
+
+
+def test_a_rerun_replaces_the_table_with_the_same_rows(small_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features"
+    first = build(small_raw, tmp_path, out)
+    stray = out / f"{MONTH}=1999-01"
+    stray.mkdir()
+    second = build(small_raw, tmp_path, out)
+    assert first.equals(second)
+    assert not stray.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".features")]
+
+
+def test_a_foreign_output_folder_is_left_alone(small_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    args = ["features", "--raw", str(small_raw), "--out", str(out)]
+    result = runner.invoke(app, ["--workspace", str(tmp_path / "ws"), *args])
+    assert result.exit_code == 2
+    assert "not a feature table" in result.output
+    assert (out / "notes.txt").read_text() == "keep me"

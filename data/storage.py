@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,3 +36,18 @@ def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path
 
 def write_text_atomic(text: str, path: Path) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def swap_into_place(staged: Path, out: Path) -> None:
+    """Move a completed folder `staged` to `out`, replacing what was there.
+
+    Readers of `out` see the old folder, then (for an instant) none, then the new one: never a
+    mix of the two.
+    """
+    if not out.exists():
+        os.rename(staged, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    os.rename(staged, out)
+    shutil.rmtree(old, ignore_errors=True)

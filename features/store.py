@@ -8,7 +8,6 @@ swapped in, so a run killed half-way leaves the previous table (or none), never 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,14 +15,10 @@ from pathlib import Path
 import polars as pl
 
 from data.asof import local_date
-from data.storage import write_parquet_atomic
+from data.storage import swap_into_place, write_parquet_atomic
 
 MONTH = "applied_month"
 PART = "part-0.parquet"
-
-
-class NotAFeatureStore(ValueError):
-    """The output folder holds something other than a feature table: it is left alone."""
 
 
 def is_feature_store(path: Path) -> bool:
@@ -33,32 +28,27 @@ def is_feature_store(path: Path) -> bool:
     return path.is_dir() and all(p.name.startswith(f"{MONTH}=") for p in path.iterdir())
 
 
+def check_replaceable(out: Path) -> None:
+    """Raise :class:`FileExistsError` unless `out` may be replaced by a feature table."""
+    if not is_feature_store(Path(out)):
+        raise FileExistsError(f"{out} is not a feature table written by pdflow; not replacing it")
+
+
 def write_feature_store(features: pl.DataFrame, out: Path, timezone: str) -> list[Path]:
     """Write the feature table partitioned by local application month, replacing `out`."""
     out = Path(out)
-    if not is_feature_store(out):
-        raise NotAFeatureStore(f"{out} is not a feature table written by pdflow; not replacing it")
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         month = local_date("applied_at", timezone).dt.strftime("%Y-%m").alias(MONTH)
         parts = features.with_columns(month).partition_by(MONTH, as_dict=True, include_key=False)
         for (name,), part in sorted(parts.items()):
             write_parquet_atomic(part.sort("application_id"), staging / f"{MONTH}={name}" / PART)
-        _swap(staging, out)
+        swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(out.glob(f"{MONTH}=*/{PART}"))
-
-
-def _swap(staging: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    os.replace(out, retired / out.name)
-    os.replace(staging, out)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def scan_feature_store(out: Path) -> pl.LazyFrame:

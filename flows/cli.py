@@ -212,15 +212,12 @@ def features(
     from data.validation import scan_validated
     from expectations.gate import run_data_gate
     from features.build import feature_table
-    from features.store import is_feature_store, write_feature_store
+    from features.store import check_replaceable, write_feature_store
 
     with user_errors():
         settings = _settings(ctx)
         tz = settings.contract.timezone
-        if not is_feature_store(out):
-            raise FileExistsError(
-                f"{out} is not a feature table written by pdflow; not replacing it"
-            )
+        check_replaceable(out)  # before the gate, not after minutes of work
         day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
         gate_out = settings.run_dir(day.isoformat()) / "gate"
         outcome = run_data_gate(raw, gate_out, settings.validation, tz, day)

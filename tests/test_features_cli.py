@@ -33,9 +33,11 @@ def test_one_row_per_application_before_the_as_of_day(small_raw: Path, tmp_path:
     before = applications.filter(pl.col("applied_at") < day_start_utc(AS_OF, TZ)).collect()
     assert before.height < applications.collect().height  # the as-of day really cuts
     assert table["application_id"].to_list() == sorted(before["application_id"].to_list())
-    assert table.join(before, on="application_id").filter(
-        pl.col("user_id") != pl.col("user_id_right")
-    ).is_empty()
+    assert (
+        table.join(before, on="application_id")
+        .filter(pl.col("user_id") != pl.col("user_id_right"))
+        .is_empty()
+    )
     names = [d.name for d in feature_definitions(FeatureSettings(), TZ)]
     assert table.columns == [*KEYS, *names, MONTH]
     # Each row sits in the partition of its local application month.

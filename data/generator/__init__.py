@@ -28,13 +28,13 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 from data.contract import EVENT_TABLES, TABLES
+from data.storage import swap_into_place
 
 from .block import BlockResult, finish_output, run_block
 from .config import GenerationReport, GeneratorConfig
@@ -121,13 +121,7 @@ def generate(out: Path, config: GeneratorConfig, progress: bool = True) -> Gener
                         fut.cancel()
                     raise
         files += finish_output(tmp, tl)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,22 +9,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SPINE_KEYS = ("application_id", "user_id", "cutoff")
+SPINE_KEYS = ("application_id", "user_id", "cutoff", "prev_loan_at")
+SINCE_PREV_LOAN = "since_prev_loan"
 SHARE = (0.0, 1.0)
 UNBOUNDED = (None, None)
 
 
 class FeatureSettings(BaseModel):
-    """Windows (days before the cut-off) of the windowed aggregates."""
+    """Windows and thresholds of the behavioural features, and the protected attributes."""
 
     model_config = ConfigDict(extra="forbid")
 
     windows_days: list[int] = Field(default_factory=lambda: [7, 30, 90, 180], min_length=1)
     night_end_hour: int = Field(6, ge=1, le=12, description="Night-time is 00:00 to this hour")
+    trend_days: tuple[int, int] = Field(
+        (30, 180), description="Trend features compare the per-day rate of these two windows"
+    )
+    last_n: int = Field(10, ge=1, description="Size of the 'last N events' features")
+    large_multiple: float = Field(
+        3.0, gt=1, description="A purchase is large above this multiple of the user's mean"
+    )
+    protected: list[Literal["gender", "age"]] = Field(
+        default_factory=lambda: ["gender"],
+        description="Profile attributes kept out of model features (fairness reporting only)",
+    )
+
+    @model_validator(mode="after")
+    def _trend_windows_exist(self) -> FeatureSettings:
+        short, long = self.trend_days
+        if not short < long or {short, long} - set(self.windows_days):
+            raise ValueError(
+                f"trend_days {self.trend_days} must be two of windows_days "
+                f"{self.windows_days}, shorter first"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,21 @@ class Aggregate:
     agg: Callable[[pl.Expr], pl.Expr]
     fill: float | None = 0.0
     bounds: tuple[float | None, float | None] = (0.0, None)
+    since_prev_loan: bool = False
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A feature computed from a family's aggregated columns (a ratio or a trend)."""
+
+    name: str
+    window: str
+    description: str
+    expr: pl.Expr
+    bounds: tuple[float | None, float | None] = (0.0, None)
+
+    def definition(self, family: str) -> FeatureDef:
+        return FeatureDef(self.name, family, self.window, self.description, *self.bounds)
 
 
 def count(mask: pl.Expr, where: pl.Expr | None = None) -> pl.Expr:
@@ -66,6 +104,48 @@ def total(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
     return pl.col(column).filter(rows).sum()
 
 
+def values(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
+    """The column's values on the window's rows (and `where`, if given)."""
+    return pl.col(column).filter(mask if where is None else mask & where)
+
+
+def spread(mask: pl.Expr, column: str) -> pl.Expr:
+    """Sample standard deviation over the window (null below two rows)."""
+    return values(mask, column).std()
+
+
+def coefficient_of_variation(mask: pl.Expr, column: str) -> pl.Expr:
+    """Standard deviation over mean: spread relative to level (null below two rows)."""
+    return ratio(values(mask, column).std(), values(mask, column).mean())
+
+
+def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
+    """Number of distinct non-null values over the window."""
+    return values(mask, column, where).drop_nulls().n_unique()
+
+
+def entropy(mask: pl.Expr, column: str) -> pl.Expr:
+    """Shannon entropy (nats) of the column's value shares over the window; null if empty."""
+    return pl.when(mask.sum() > 0).then(values(mask, column).unique_counts().entropy())
+
+
+def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator, null where the denominator is not positive or is null."""
+    return pl.when(denominator > 0).then(numerator / denominator)
+
+
+def trend(name: str, short_days: int, long_days: int) -> pl.Expr:
+    """Per-day rate of feature `<name>_<short>d` over that of `<name>_<long>d` (1 = steady)."""
+    short = pl.col(f"{name}_{window_label(short_days)}") / short_days
+    long = pl.col(f"{name}_{window_label(long_days)}") / long_days
+    return ratio(short, long)
+
+
+def last_n(column: str, n: int, time_column: str = "ts") -> pl.Expr:
+    """The column's values on the latest `n` rows (ties in time broken by value, for determinism)."""
+    return pl.col(column).sort_by(time_column, column).tail(n)
+
+
 def share(mask: pl.Expr, where: pl.Expr) -> pl.Expr:
     """Share of the window's rows that satisfy `where`; null for an empty window."""
     n = mask.sum()
@@ -76,22 +156,39 @@ def window_label(days: int) -> str:
     return f"{days}d"
 
 
+def fill_for(name: str, value: float, since_prev_loan: bool = False) -> pl.Expr:
+    """The value of feature `name` for an application without rows: `value`, except that a
+    "since the previous loan" feature stays null when there was no previous loan."""
+    filled = pl.col(name).fill_null(value)
+    return pl.when(pl.col("prev_loan_at").is_not_null()).then(filled) if since_prev_loan else filled
+
+
 def windowed(
     family: str, specs: Sequence[Aggregate], windows: Sequence[int], time_column: str = "ts"
-) -> tuple[list[FeatureDef], list[pl.Expr], dict[str, float]]:
-    """Expand aggregates over windows: definitions, aggregation expressions and fill values."""
+) -> tuple[list[FeatureDef], list[pl.Expr], list[pl.Expr]]:
+    """Expand aggregates over windows: definitions, aggregation expressions and fill expressions.
+
+    Every aggregate gets one feature per window in days; one with ``since_prev_loan`` also gets
+    ``<stem>_since_prev_loan`` over the rows since the applicant's previous loan with us was
+    disbursed (within the longest window; null when there was none).
+    """
     defs: list[FeatureDef] = []
     exprs: list[pl.Expr] = []
-    fills: dict[str, float] = {}
+    fills: list[pl.Expr] = []
+    since_loan = pl.col(time_column) >= pl.col("prev_loan_at")
     for spec in specs:
-        for days in windows:
-            name = f"{spec.stem}_{window_label(days)}"
-            in_window = pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days)
-            low, high = spec.bounds
-            defs.append(FeatureDef(name, family, window_label(days), spec.description, low, high))
+        masks = [
+            (window_label(days), pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days))
+            for days in windows
+        ]
+        if spec.since_prev_loan:
+            masks.append((SINCE_PREV_LOAN, since_loan.fill_null(False)))
+        for label, in_window in masks:
+            name = f"{spec.stem}_{label}"
+            defs.append(FeatureDef(name, family, label, spec.description, *spec.bounds))
             exprs.append(spec.agg(in_window).alias(name))
             if spec.fill is not None:
-                fills[name] = spec.fill
+                fills.append(fill_for(name, spec.fill, label == SINCE_PREV_LOAN))
     return defs, exprs, fills
 
 
@@ -110,15 +207,25 @@ def per_application(
     spine: pl.LazyFrame,
     rows: pl.LazyFrame,
     exprs: Sequence[pl.Expr],
-    fills: dict[str, float],
+    fills: Sequence[pl.Expr] | dict[str, float] = (),
+    derived: Sequence[Derived] = (),
 ) -> pl.LazyFrame:
-    """Aggregate joined rows per application; every spine application gets a row."""
+    """Aggregate joined rows per application; every spine application gets a row.
+
+    `fills` give the value of applications without rows (a mapping reads as name -> value);
+    `derived` features are computed last, from the filled aggregates.
+    """
+    if isinstance(fills, dict):
+        fills = [fill_for(name, value) for name, value in fills.items()]
     aggregated = rows.group_by("application_id").agg(exprs)
-    return (
-        spine.select("application_id")
+    frame = (
+        spine.select("application_id", "prev_loan_at")
         .join(aggregated, on="application_id", how="left")
-        .with_columns(pl.col(name).fill_null(value) for name, value in fills.items())
+        .with_columns(fills)
     )
+    if derived:
+        frame = frame.with_columns(d.expr.alias(d.name) for d in derived)
+    return frame.drop("prev_loan_at")
 
 
 def local_hour(column: str, timezone: str) -> pl.Expr:

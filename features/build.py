@@ -35,8 +35,10 @@ CATEGORICAL = application.CATEGORICAL
 
 
 def application_spine(applications: pl.LazyFrame, timezone: str) -> pl.LazyFrame:
-    """One row per application with its point-in-time cut-off: the start of its local day."""
-    return applications.select(
+    """One row per application with its point-in-time cut-off (the start of its local day) and
+    ``prev_loan_at``: when the applicant's latest loan with us before that cut-off was
+    disbursed (null if none)."""
+    spine = applications.select(
         "application_id",
         "user_id",
         "applied_at",
@@ -44,6 +46,20 @@ def application_spine(applications: pl.LazyFrame, timezone: str) -> pl.LazyFrame
         "term_months",
         "channel",
         cutoff=local_day_start("applied_at", timezone),
+    )
+    loans = (
+        applications.filter(pl.col("decision") == "approved")
+        .select("user_id", prev_loan_at="applied_at")
+        .sort("prev_loan_at")
+    )
+    return spine.sort("cutoff").join_asof(
+        loans,
+        left_on="cutoff",
+        right_on="prev_loan_at",
+        by="user_id",
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
     )
 
 

@@ -52,6 +52,20 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def readable(self) -> tuple[Column, ...]:
+        """The columns the pipeline reads: all but PII, which files must carry but no stage
+        after the reader ever sees."""
+        return tuple(c for c in self.columns if not c.pii)
+
+    @property
+    def read_schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.dtype for c in self.readable})
+
+    @property
+    def read_names(self) -> list[str]:
+        return [c.name for c in self.readable]
+
     def column(self, name: str) -> Column:
         for col in self.columns:
             if col.name == name:

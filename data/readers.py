@@ -144,7 +144,7 @@ def read_schemas(files: TableFiles, threads: int = 8) -> dict[Path, pl.Schema]:
 
 
 def _contract_projection(table: Table) -> list[pl.Expr]:
-    return [pl.col(c.name).cast(c.dtype, strict=True) for c in table.columns]
+    return [pl.col(c.name).cast(c.dtype, strict=True) for c in table.readable]
 
 
 def _uniform_groups(schemas: dict[Path, pl.Schema], table: Table) -> list[list[Path]]:
@@ -179,8 +179,8 @@ def _scan_group(group: list[Path], table: Table, with_source: bool) -> pl.LazyFr
 
 def _schema(table: Table, with_source: bool) -> pl.Schema:
     if not with_source:
-        return table.schema
-    return pl.Schema({**table.schema, SOURCE_FILE: pl.String(), SOURCE_PARTITION: pl.Date()})
+        return table.read_schema
+    return pl.Schema({**table.read_schema, SOURCE_FILE: pl.String(), SOURCE_PARTITION: pl.Date()})
 
 
 def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) -> pl.LazyFrame:
@@ -188,9 +188,10 @@ def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) ->
 
     A missing folder raises :class:`ContractError`, except for optional tables (``_truth``),
     which read as empty. A folder without files is an empty table with the right schema.
-    Columns beyond the contract's are ignored (so PII or vendor extras never travel further
-    than they must). With `with_source`, ``_file`` names each row's file and ``_dt`` is the date
-    of its ``dt=`` partition folder (null for flat files).
+    Every file must carry every contract column, but only the non-PII ones are read: PII
+    (``users.id_number``, ``users.phone``) and vendor extras never leave the reader. With
+    `with_source`, ``_file`` names each row's file and ``_dt`` is the date of its ``dt=``
+    partition folder (null for flat files).
     """
     table = TABLES[name]
     try:

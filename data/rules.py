@@ -72,7 +72,7 @@ def referenced_column(column: str, target: str) -> str:
 
 def _column_rules(table: Table) -> list[Rule]:
     rules: list[Rule] = []
-    for col in table.columns:
+    for col in table.readable:
         name = col.name
         if not col.nullable:
             rules.append(

@@ -140,7 +140,7 @@ def unique_flag(rule: Rule, table: Table, candidate: pl.Expr) -> pl.Expr:
     """Among `candidate` rows: one copy of an exact duplicate is kept; rows that share the key
     but differ are all set aside."""
     key = list(rule.columns)
-    content = pl.struct(table.column_names).hash(seed=0)
+    content = pl.struct(table.read_names).hash(seed=0)
     variants = content.filter(candidate).n_unique().over(key)
     first_copy = candidate.cum_sum().over(key) == 1
     return (variants == 1) & first_copy
@@ -271,7 +271,7 @@ def judge_key_problems(
 
 def kept_rows(frame: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> pl.LazyFrame:
     """A table's kept rows in the contract schema, as seen at `as_of` (future payments masked)."""
-    kept = frame.select(table.column_names)
+    kept = frame.select(table.read_names)
     if table.name != "repayments":
         return kept
     return mask_future_payments(kept, day_start_utc(as_of, timezone))
@@ -286,7 +286,7 @@ def without_rows(frame: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
 
 def quarantine_columns(table: Table) -> list[str]:
     """A set-aside row: its position in the table's scan, its values, its source and reason."""
-    return [ROW, *table.column_names, SOURCE_FILE, SOURCE_PARTITION, REASON]
+    return [ROW, *table.read_names, SOURCE_FILE, SOURCE_PARTITION, REASON]
 
 
 @dataclass
@@ -325,7 +325,7 @@ def check_table(
     rows, budget = sample_rows
     half = max(1, budget // 2)
     # A filter on one column's hash lets the reader skip the other columns of unsampled rows.
-    picked = pl.col(table.column_names[0]).hash(seed=1) % max(1, -(-rows // half)) == 0
+    picked = pl.col(table.read_names[0]).hash(seed=1) % max(1, -(-rows // half)) == 0
     # Run together with collect_all, the passes share the scan but held 3x the memory here,
     # for no gain in time on two cores.
     flagged.filter(~passing).select(quarantine_columns(table)).sink_parquet(staged, mkdir=True)
@@ -335,7 +335,7 @@ def check_table(
     sample = (
         numbered.filter(picked)
         .head(half)
-        .select(ROW, *table.column_names, SOURCE_PARTITION)
+        .select(ROW, *table.read_names, SOURCE_PARTITION)
         .collect(engine="streaming")
         .filter(passed)
     )
@@ -349,7 +349,7 @@ def check_table(
         suspect = pl.col(ROW).is_in(pl.concat(list(suspects.values())).implode())
         suspect_rows = (
             numbered.filter(suspect)
-            .select(ROW, *table.column_names, SOURCE_FILE, SOURCE_PARTITION)
+            .select(ROW, *table.read_names, SOURCE_FILE, SOURCE_PARTITION)
             .collect(engine="streaming")
         )
         late = judge_key_problems(suspect_rows, table, suspects).cast(late.schema)
@@ -395,7 +395,7 @@ def gx_sample(
     need the whole table or other tables are read off the recorded reason.
     """
     dtype = reason_dtype(table)
-    columns = [*table.column_names, SOURCE_PARTITION, REASON]
+    columns = [*table.read_names, SOURCE_PARTITION, REASON]
     parts = [kept.with_columns(pl.lit(None, dtype).alias(REASON)).select(columns)]
     if aside is not None:
         reason = pl.col(REASON).cast(pl.String).cast(dtype)
@@ -409,7 +409,7 @@ def gx_sample(
     return (
         pl.concat(parts)
         .with_columns(flags)
-        .select(*table.column_names, *(flag(r) for r in RULES[table.name]), REASON)
+        .select(*table.read_names, *(flag(r) for r in RULES[table.name]), REASON)
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SPINE_KEYS = ("application_id", "user_id", "cutoff", "prev_loan_at")
 SINCE_PREV_LOAN = "since_prev_loan"
@@ -36,8 +36,16 @@ class FeatureSettings(BaseModel):
     )
     protected: list[Literal["gender", "age"]] = Field(
         default_factory=lambda: ["gender"],
-        description="Profile attributes kept out of model features (fairness reporting only)",
+        description="Profile attributes kept out of model features (fairness reporting only); "
+        "gender always is, age where lending law requires it",
     )
+
+    @field_validator("protected")
+    @classmethod
+    def _gender_always_protected(cls, value: list[str]) -> list[str]:
+        if "gender" not in value:
+            raise ValueError("gender is a protected attribute and must stay listed in 'protected'")
+        return value
 
     @model_validator(mode="after")
     def _trend_windows_exist(self) -> FeatureSettings:
@@ -142,7 +150,7 @@ def trend(name: str, short_days: int, long_days: int) -> pl.Expr:
 
 
 def last_n(column: str, n: int, time_column: str = "ts") -> pl.Expr:
-    """The column's values on the latest `n` rows (ties in time broken by value, for determinism)."""
+    """The column's values on the latest `n` rows (ties in time broken by value: deterministic)."""
     return pl.col(column).sort_by(time_column, column).tail(n)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import polars as pl
@@ -10,6 +12,7 @@ import polars as pl
 from data.asof import local_day_start
 from data.config import LabelSettings
 from data.contract import TABLES
+from features import store
 from features.base import FeatureDef, FeatureSettings
 from features.families import (
     app_behaviour,
@@ -31,6 +34,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     app_behaviour,
 )
 KEYS = ("application_id", "user_id", "applied_at")
+FAIRNESS = tuple(application.FAIRNESS)
 CATEGORICAL = application.CATEGORICAL
 
 
@@ -70,7 +74,8 @@ def build_features(
     timezone: str,
     labels: LabelSettings,
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """All families' definitions and one lazy frame: KEYS plus one column per feature.
+    """All families' definitions and one lazy frame: KEYS, the protected attributes (FAIRNESS,
+    never model features) and one column per feature.
 
     `tables` must be a point-in-time view; each family additionally cuts every record at the
     application's own cut-off, so rows recorded on or after the application day never count.
@@ -82,7 +87,10 @@ def build_features(
         family_defs, family_frame = family.build(tables, spine, settings, timezone, **extra)
         defs.extend(family_defs)
         frame = frame.join(family_frame, on="application_id", how="left")
-    return defs, frame.select(*KEYS, *(d.name for d in defs))
+    across = application.income_relative(settings)
+    frame = frame.with_columns(d.expr.alias(d.name) for d in across)
+    defs.extend(d.definition(application.FAMILY) for d in across)
+    return defs, frame.select(*KEYS, *FAIRNESS, *(d.name for d in defs))
 
 
 def feature_table(
@@ -90,21 +98,77 @@ def feature_table(
     settings: FeatureSettings,
     timezone: str,
     labels: LabelSettings,
+    known: pl.DataFrame | None = None,
 ) -> tuple[list[FeatureDef], pl.DataFrame]:
-    """The feature table of every application in a point-in-time view, sorted by id.
+    """The feature table of every application in a point-in-time view (less the `known`
+    application ids, if given), sorted by id.
 
     Used alike by the nightly flow and ``pdflow features``. Collected by the in-memory engine:
     the streaming engine's group-by sums floats in an order that varies from run to run, so
     its sums differ in the last bits between identical runs.
     """
     spine = application_spine(tables["applications"], timezone)
+    if known is not None:
+        spine = spine.join(known.lazy(), on="application_id", how="anti")
     defs, frame = build_features(tables, spine, settings, timezone, labels)
     return defs, frame.sort("application_id").collect(engine="in-memory")
 
 
+@dataclass(frozen=True)
+class StoreUpdate:
+    """What one incremental run did to the feature store."""
+
+    defs: list[FeatureDef]
+    added: int
+    stored: int
+    rebuilt: bool
+
+
+def store_manifest(
+    settings: FeatureSettings, timezone: str, labels: LabelSettings, source: str
+) -> dict[str, object]:
+    """Rows built under the same manifest are interchangeable; any change forces a rebuild."""
+    defs = feature_definitions(settings, timezone)
+    return store.manifest(
+        [*KEYS, *FAIRNESS, *(d.name for d in defs)],
+        {
+            "features": settings.model_dump(mode="json"),
+            "labels": labels.model_dump(mode="json"),
+            "timezone": timezone,
+            "source": source,
+        },
+    )
+
+
+def update_feature_store(
+    tables: dict[str, pl.LazyFrame],
+    out: Path,
+    settings: FeatureSettings,
+    timezone: str,
+    labels: LabelSettings,
+    tag: str,
+    source: str,
+) -> StoreUpdate:
+    """Compute features only for applications the store lacks and append them (by month).
+
+    A store built under another manifest (feature definitions, settings, time zone or raw
+    source) is rebuilt as a whole instead: its rows would not be comparable.
+    """
+    meta = store_manifest(settings, timezone, labels, source)
+    try:
+        known = store.stored_ids(out, meta)
+    except store.StoreMismatch:
+        defs, table = feature_table(tables, settings, timezone, labels)
+        store.write_feature_store(table, out, timezone, meta)
+        return StoreUpdate(defs, table.height, table.height, rebuilt=True)
+    defs, new = feature_table(tables, settings, timezone, labels, known=known)
+    store.append_feature_store(new, out, timezone, meta, tag)
+    return StoreUpdate(defs, new.height, known.height + new.height, rebuilt=False)
+
+
 def feature_definitions(settings: FeatureSettings, timezone: str) -> list[FeatureDef]:
     """The catalogue's rows, from the same code that builds the query (no data is read)."""
-    empty = {name: pl.LazyFrame(schema=table.schema) for name, table in TABLES.items()}
+    empty = {name: pl.LazyFrame(schema=table.read_schema) for name, table in TABLES.items()}
     spine = application_spine(empty["applications"], timezone)
     defs, _ = build_features(empty, spine, settings, timezone, LabelSettings())
     return defs

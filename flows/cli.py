@@ -201,6 +201,14 @@ def features(
             show_default=False,
         ),
     ] = None,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Keep OUT's rows and add only applications it lacks (rebuilt if OUT was built "
+            "with other settings or another raw root)",
+        ),
+    ] = False,
 ) -> None:
     """Build the point-in-time feature table after the data gate; write it as Parquet.
 
@@ -211,8 +219,8 @@ def features(
     from data.readers import scan_raw
     from data.validation import scan_validated
     from expectations.gate import run_data_gate
-    from features.build import feature_table
-    from features.store import check_replaceable, write_feature_store
+    from features.build import feature_table, store_manifest, update_feature_store
+    from features.store import check_replaceable, part_files, write_feature_store
 
     with user_errors():
         settings = _settings(ctx)
@@ -225,11 +233,23 @@ def features(
             print_gate(outcome)
             raise DataGateStop(outcome.stops, gate_out / "report.json")
         tables = scan_validated(outcome.report, tz)
+        source = str(raw.resolve())
+        if incremental:
+            update = update_feature_store(
+                tables, out, settings.features, tz, settings.labels, day.isoformat(), source
+            )
+            how = "rebuilt" if update.rebuilt else "appended"
+            console.print(
+                f"{how.capitalize()} {update.added:,} applications x {len(update.defs)} features "
+                f"as of {day} in {out} ({update.stored:,} stored)"
+            )
+            return
         defs, table = feature_table(tables, settings.features, tz, settings.labels)
-        parts = write_feature_store(table, out, tz)
+        meta = store_manifest(settings.features, tz, settings.labels, source)
+        write_feature_store(table, out, tz, meta)
     console.print(
         f"Wrote {table.height:,} applications x {len(defs)} features as of {day} "
-        f"to {out} ({len(parts)} monthly partitions)"
+        f"to {out} ({len(part_files(out))} monthly files)"
     )
 
 

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         return self.workspace / "raw"
 
     @property
+    def feature_store(self) -> Path:
+        """The nightly flow's incremental feature store (rows are appended, never changed)."""
+        return self.workspace / "feature_store"
+
+    @property
     def prefect_home(self) -> Path:
         return self.workspace / "prefect"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 from prefect import flow, get_run_logger, task
 
-from data.asof import default_as_of
+from data.asof import day_start_utc, default_as_of
 from data.labels import label_loans
 from data.readers import scan_raw
 from data.storage import write_parquet_atomic
@@ -22,7 +22,8 @@ from data.validation import scan_validated
 from expectations.gate import DataGateOutcome, DataGateStop, run_data_gate
 from expectations.runner import SuiteResult, validate
 from expectations.suites import features_suite, training_suite
-from features.build import catalogue_markdown, feature_table
+from features.build import catalogue_markdown, update_feature_store
+from features.store import MONTH, scan_feature_store
 from flows.settings import Settings
 from flows.tracking import RegisteredRun, as_json, log_training
 from models.pipeline import TrainingOutcome, train_pd_model, training_set
@@ -81,10 +82,34 @@ def make_labels(gate: DataGateOutcome, settings: Settings, out: Path) -> Path:
 
 
 @task(name="build point-in-time features")
-def make_features(gate: DataGateOutcome, settings: Settings, out: Path) -> FeatureOutput:
+def make_features(gate: DataGateOutcome, raw: Path, settings: Settings, out: Path) -> FeatureOutput:
+    """Add the applications the feature store lacks, then read every one before the as-of day."""
     tz = settings.contract.timezone
     tables = scan_validated(gate.report, tz)
-    defs, features = feature_table(tables, settings.features, tz, settings.labels)
+    update = update_feature_store(
+        tables,
+        settings.feature_store,
+        settings.features,
+        tz,
+        settings.labels,
+        tag=gate.as_of.isoformat(),
+        source=str(raw.resolve()),
+    )
+    get_run_logger().info(
+        "feature store %s: %s %d applications (%d stored)",
+        settings.feature_store,
+        "rebuilt with" if update.rebuilt else "appended",
+        update.added,
+        update.stored,
+    )
+    defs = update.defs
+    features = (
+        scan_feature_store(settings.feature_store)
+        .filter(pl.col("applied_at") < day_start_utc(gate.as_of, tz))
+        .drop(MONTH)
+        .sort("application_id")
+        .collect()
+    )
     # Built from this run's settings: the committed file holds the default windows and bounds.
     suite = features_suite(defs, settings.validation.stats)
     check = validate(suite, features, action=settings.validation.stats.feature_action)
@@ -179,7 +204,7 @@ def train_flow(settings: Settings, raw: Path, as_of: date | None = None) -> Trai
     out = settings.run_dir(day.isoformat())
     gate = check_data(raw, day, settings, out)
     labels = make_labels(gate, settings, out)
-    features = make_features(gate, settings, out)
+    features = make_features(gate, raw, settings, out)
     outcome, training_check = train_model(features, labels, gate, settings)
     run = register(outcome, raw, gate, features, [features.check, training_check], settings, out)
     return TrainSummary(

@@ -79,6 +79,8 @@ def test_empty_folder_is_an_empty_table(tmp_path: Path) -> None:
     (tmp_path / "consumption").mkdir()
     frame = scan_table(tmp_path, "consumption").collect()
     assert frame.is_empty() and frame.schema == TABLES["consumption"].schema
+    (tmp_path / "users").mkdir()
+    assert scan_table(tmp_path, "users").collect_schema() == TABLES["users"].read_schema
 
 
 def test_missing_column_names_table_column_and_file(tmp_path: Path) -> None:
@@ -129,3 +131,37 @@ def test_hidden_in_progress_files_are_ignored(tmp_path: Path) -> None:
 def test_missing_raw_root(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="raw root folder does not exist"):
         scan_raw(tmp_path / "nope")
+
+
+def users_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "user_id": ["u1"],
+            "registered_at": [datetime(2023, 1, 1, tzinfo=UTC)],
+            "birth_year": [1990],
+            "gender": ["F"],
+            "city_tier": [2],
+            "occupation": ["salaried"],
+            "id_number": ["110101199001011234"],
+            "phone": ["13800000000"],
+        },
+        schema=TABLES["users"].schema,
+    )
+
+
+def test_pii_never_leaves_the_reader(tmp_path: Path) -> None:
+    (tmp_path / "users").mkdir()
+    users_frame().write_parquet(tmp_path / "users" / "u.parquet")
+    for with_source in (False, True):
+        read = scan_table(tmp_path, "users", with_source=with_source).collect()
+        assert not {"id_number", "phone"} & set(read.columns)
+        assert read.height == 1 and read["user_id"].item() == "u1"
+
+
+def test_pii_columns_are_still_required_in_the_files(tmp_path: Path) -> None:
+    (tmp_path / "users").mkdir()
+    path = tmp_path / "users" / "u.parquet"
+    users_frame().drop("phone").write_parquet(path)
+    with pytest.raises(ContractError, match="required column is missing") as err:
+        scan_table(tmp_path, "users")
+    assert (err.value.table, err.value.column, err.value.file) == ("users", "phone", path)

@@ -1,17 +1,21 @@
 """The application and the applicant's profile, as known on the application day.
 
-Gender is never a feature (protected attribute); the PII columns never leave the reader.
+Protected attributes (gender always; age when ``features.protected`` lists it) are never model
+features: they are carried beside the features in the ``fairness_*`` columns, for fairness
+reporting only. The PII columns of ``users`` never leave the reader.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from data.contract import APPLICATION_CHANNELS, OCCUPATIONS
-from features.base import FeatureDef, FeatureSettings, days_between
+from data.contract import APPLICATION_CHANNELS, GENDERS, OCCUPATIONS
+from features.base import Derived, FeatureDef, FeatureSettings, days_between, ratio
 
 FAMILY = "application"
 AT_APPLICATION = "at application"
+INCOME_MONTHS = 6
+INCOME_FEATURE = "txn_salary_amount_{days}d"
 
 BOUNDS = {
     "application_amount": (0.0, None),
@@ -24,20 +28,16 @@ CATEGORICAL = {
     "application_channel": pl.Enum(APPLICATION_CHANNELS),
     "application_occupation": pl.Enum(OCCUPATIONS),
 }
+FAIRNESS = {
+    "fairness_gender": pl.col("gender").cast(pl.Enum(GENDERS)),
+    "fairness_age_years": pl.col("age_years"),
+}
 
 
-def build(
-    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    users = tables["users"].select(
-        "user_id", "registered_at", "birth_year", "city_tier", "occupation"
-    )
-    application_year = pl.col("applied_at").dt.convert_time_zone(timezone).dt.year()
-    columns = {
-        "application_amount": (
-            "Amount requested (CNY)",
-            pl.col("amount_requested"),
-        ),
+def columns() -> dict[str, tuple[str, pl.Expr]]:
+    """Every profile feature a lender may use, before protected ones are taken out."""
+    return {
+        "application_amount": ("Amount requested (CNY)", pl.col("amount_requested")),
         "application_term_months": ("Term in months", pl.col("term_months").cast(pl.Float64)),
         "application_channel": (
             "Channel the application came through",
@@ -45,7 +45,7 @@ def build(
         ),
         "application_age_years": (
             "Applicant's age in years (calendar year minus birth year)",
-            (application_year - pl.col("birth_year")).cast(pl.Float64),
+            pl.col("age_years"),
         ),
         "application_tenure_days": (
             "Days since the applicant registered",
@@ -60,11 +60,48 @@ def build(
             pl.col("occupation").cast(CATEGORICAL["application_occupation"]),
         ),
     }
+
+
+def model_columns(settings: FeatureSettings) -> dict[str, tuple[str, pl.Expr]]:
+    protected = {"application_age_years"} if "age" in settings.protected else set()
+    return {k: v for k, v in columns().items() if k not in protected}
+
+
+def income_relative(settings: FeatureSettings) -> list[Derived]:
+    """Amount requested against an income proxy: salary received over the longest window,
+    per month. Computed after the families are joined (it reads the transactions family)."""
+    days = max(settings.windows_days)
+    monthly_salary = pl.col(INCOME_FEATURE.format(days=days)) / (days / 30.0)
+    return [
+        Derived(
+            "application_amount_to_monthly_salary",
+            f"{days}d",
+            f"Amount requested over mean monthly salary received in the last {days} days "
+            "(null without salary)",
+            ratio(pl.col("application_amount"), monthly_salary),
+        )
+    ]
+
+
+def build(
+    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    users = tables["users"].select(
+        "user_id", "registered_at", "birth_year", "gender", "city_tier", "occupation"
+    )
+    application_year = pl.col("applied_at").dt.convert_time_zone(timezone).dt.year()
+    chosen = model_columns(settings)
     defs = [
         FeatureDef(name, FAMILY, AT_APPLICATION, desc, *BOUNDS.get(name, (None, None)))
-        for name, (desc, _) in columns.items()
+        for name, (desc, _) in chosen.items()
     ]
-    frame = spine.join(users, on="user_id", how="left").select(
-        "application_id", *[expr.alias(name) for name, (_, expr) in columns.items()]
+    frame = (
+        spine.join(users, on="user_id", how="left")
+        .with_columns(age_years=(application_year - pl.col("birth_year")).cast(pl.Float64))
+        .select(
+            "application_id",
+            *[expr.alias(name) for name, (_, expr) in chosen.items()],
+            *[expr.alias(name) for name, expr in FAIRNESS.items()],
+        )
     )
     return defs, frame

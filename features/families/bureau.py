@@ -1,29 +1,62 @@
-"""Credit bureau: inquiries (multi-lending) and the latest monthly report before the application."""
+"""Credit bureau: inquiries (multi-lending) and the monthly reports before the application.
+
+A report is usable when its ``report_date`` is before the application's local day. Trends
+compare the latest usable report with the "3 months earlier" one: the latest report dated in
+or before the calendar month three months before the latest report's month (for monthly
+reports, exactly the third previous one; when months are missing, the nearest older one).
+"""
 
 from __future__ import annotations
 
 import polars as pl
 
+from data.contract import INQUIRY_REASONS, INSTITUTION_TYPES
 from features.base import (
+    UNBOUNDED,
     Aggregate,
     FeatureDef,
     FeatureSettings,
     count,
+    days_between,
     events_before_cutoff,
     per_application,
+    values,
+    window_label,
     windowed,
 )
 
 FAMILY = "bureau"
 LATEST = "latest report"
+TREND_MONTHS = 3
+TREND = f"latest report vs {TREND_MONTHS} months earlier"
+WORST_MONTHS = 6
+APPLICATION_DAY = "application_day"
 
 
-def aggregates() -> list[Aggregate]:
+def inquiry_aggregates() -> list[Aggregate]:
     non_bank_loan = (pl.col("reason") == "loan_approval") & pl.col("institution_type").is_in(
         ["consumer_finance", "microloan"]
     )
+    by_reason = [
+        Aggregate(
+            f"bureau_inquiries_reason_{reason}",
+            f"Bureau inquiries with reason {reason}",
+            lambda w, reason=reason: count(w, pl.col("reason") == reason),
+        )
+        for reason in INQUIRY_REASONS
+    ]
+    by_institution = [
+        Aggregate(
+            f"bureau_inquiries_institution_{kind}",
+            f"Bureau inquiries by institutions of type {kind}",
+            lambda w, kind=kind: count(w, pl.col("institution_type") == kind),
+        )
+        for kind in INSTITUTION_TYPES
+    ]
     return [
         Aggregate("bureau_inquiries", "Bureau inquiries of any kind", count),
+        *by_reason,
+        *by_institution,
         Aggregate(
             "bureau_nonbank_loan_inquiries",
             "Loan-approval inquiries by consumer-finance and micro-loan lenders",
@@ -32,12 +65,57 @@ def aggregates() -> list[Aggregate]:
     ]
 
 
+def with_gaps(inquiries: pl.LazyFrame) -> pl.LazyFrame:
+    """Each inquiry with the time of the user's inquiry just before it and the gap in days
+    (null for the first). The one before is never later, so the cut-off still bounds it."""
+    previous_ts = pl.col("ts").shift(1).over("user_id", order_by="ts")
+    return inquiries.with_columns(previous_ts=previous_ts).with_columns(
+        gap_days=days_between(pl.col("ts"), pl.col("previous_ts"))
+    )
+
+
+def gap_aggregates() -> list[Aggregate]:
+    """Windowed on the earlier inquiry of each consecutive pair (the later one is then in the
+    window too); null below two inquiries in the window."""
+    return [
+        Aggregate(
+            "bureau_inquiry_gap_mean_days",
+            "Mean days between consecutive bureau inquiries (null below two)",
+            lambda w: values(w, "gap_days").mean(),
+            fill=None,
+        ),
+        Aggregate(
+            "bureau_inquiry_gap_min_days",
+            "Shortest time in days between two consecutive bureau inquiries (null below two)",
+            lambda w: values(w, "gap_days").min(),
+            fill=None,
+        ),
+    ]
+
+
+def days_since_last_inquiry(horizon: int) -> tuple[FeatureDef, pl.Expr]:
+    definition = FeatureDef(
+        "bureau_days_since_last_inquiry",
+        FAMILY,
+        window_label(horizon),
+        "Days from the last bureau inquiry to the application day (null if none in the window)",
+        0.0,
+        float(horizon),
+    )
+    last = pl.col("ts").max()
+    return definition, days_between(pl.col("cutoff").first(), last).alias(definition.name)
+
+
+def utilisation(balance: str, limit: str) -> pl.Expr:
+    return pl.when(pl.col(limit) > 0).then(pl.col(balance) / pl.col(limit))
+
+
 SNAPSHOT_FEATURES = {
     "bureau_open_accounts": ("Open credit accounts", pl.col("open_accounts").cast(pl.Float64)),
     "bureau_total_limit": ("Total credit limit (CNY)", pl.col("total_limit")),
     "bureau_utilisation": (
         "Total balance over total limit",
-        pl.when(pl.col("total_limit") > 0).then(pl.col("total_balance") / pl.col("total_limit")),
+        utilisation("total_balance", "total_limit"),
     ),
     "bureau_max_dpd_current": (
         "Worst days past due currently reported",
@@ -49,47 +127,139 @@ SNAPSHOT_FEATURES = {
     ),
     "bureau_report_age_days": (
         "Days from the latest report to the application day",
-        (pl.col("application_day") - pl.col("report_date")).dt.total_days().cast(pl.Float64),
+        (pl.col(APPLICATION_DAY) - pl.col("report_date")).dt.total_days().cast(pl.Float64),
+    ),
+}
+EARLIER = "earlier_"
+TREND_COLUMNS = ("max_dpd_current", "total_balance", "total_limit")
+TREND_FEATURES = {
+    f"bureau_max_dpd_current_change_{TREND_MONTHS}m": (
+        f"Change of the worst current days past due since the report {TREND_MONTHS} months earlier",
+        pl.col("max_dpd_current").cast(pl.Float64)
+        - pl.col(f"{EARLIER}max_dpd_current").cast(pl.Float64),
+    ),
+    f"bureau_utilisation_change_{TREND_MONTHS}m": (
+        f"Change of the utilisation since the report {TREND_MONTHS} months earlier",
+        utilisation("total_balance", "total_limit")
+        - utilisation(f"{EARLIER}total_balance", f"{EARLIER}total_limit"),
+    ),
+    f"bureau_total_limit_change_{TREND_MONTHS}m": (
+        f"Change of the total credit limit (CNY) since the report {TREND_MONTHS} months earlier",
+        pl.col("total_limit") - pl.col(f"{EARLIER}total_limit"),
     ),
 }
 
 
-def latest_snapshot(
-    spine: pl.LazyFrame, snapshots: pl.LazyFrame, timezone: str
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """The last report dated before the application's local day, per application."""
-    left = spine.select(
+def applications_by_day(spine: pl.LazyFrame, timezone: str) -> pl.LazyFrame:
+    return spine.select(
         "application_id",
         "user_id",
-        application_day=pl.col("cutoff").dt.convert_time_zone(timezone).dt.date(),
-    ).sort("application_day")
-    joined = left.join_asof(
+        pl.col("cutoff").dt.convert_time_zone(timezone).dt.date().alias(APPLICATION_DAY),
+    )
+
+
+def latest_snapshots(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.LazyFrame:
+    """Per application, the last report dated before its local day and the report about
+    3 months before that one (columns prefixed EARLIER); null where there is none."""
+    latest = applications.sort(APPLICATION_DAY).join_asof(
         snapshots.sort("report_date"),
-        left_on="application_day",
+        left_on=APPLICATION_DAY,
         right_on="report_date",
         by="user_id",
         strategy="backward",
         allow_exact_matches=False,
         check_sortedness=False,
     )
-    defs = [
-        FeatureDef(name, FAMILY, LATEST, desc, min_value=0.0)
-        for name, (desc, _) in SNAPSHOT_FEATURES.items()
-    ]
-    frame = joined.select(
-        "application_id", *[expr.alias(name) for name, (_, expr) in SNAPSHOT_FEATURES.items()]
+    lookback = pl.col("report_date").dt.offset_by(f"-{TREND_MONTHS}mo").dt.month_end()
+    earlier = snapshots.select(
+        "user_id",
+        pl.col("report_date", *TREND_COLUMNS).name.prefix(EARLIER),
+    ).sort(f"{EARLIER}report_date")
+    return (
+        latest.with_columns(lookback=lookback)
+        .sort("lookback")
+        .join_asof(
+            earlier,
+            left_on="lookback",
+            right_on=f"{EARLIER}report_date",
+            by="user_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
     )
+
+
+def worst_recent_dpd(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.LazyFrame:
+    """The worst current days past due over the reports of the last WORST_MONTHS months before
+    the application day. Each application is joined to its user's reports of those calendar
+    months only, so the cost stays bounded however long the report history is."""
+    month = pl.col(APPLICATION_DAY).dt.year() * 12 + pl.col(APPLICATION_DAY).dt.month()
+    candidates = applications.with_columns(
+        month=pl.int_ranges(month - WORST_MONTHS, month + 1)
+    ).explode("month")
+    reports = snapshots.select(
+        "user_id",
+        "report_date",
+        "max_dpd_current",
+        month=pl.col("report_date").dt.year() * 12 + pl.col("report_date").dt.month(),
+    )
+    in_range = (pl.col("report_date") < pl.col(APPLICATION_DAY)) & (
+        pl.col("report_date") >= pl.col(APPLICATION_DAY).dt.offset_by(f"-{WORST_MONTHS}mo")
+    )
+    return (
+        candidates.join(reports, on=["user_id", "month"], how="inner")
+        .filter(in_range)
+        .group_by("application_id")
+        .agg(
+            pl.col("max_dpd_current")
+            .max()
+            .cast(pl.Float64)
+            .alias(f"bureau_worst_dpd_current_{WORST_MONTHS}m")
+        )
+    )
+
+
+def snapshot_features(
+    spine: pl.LazyFrame, snapshots: pl.LazyFrame, timezone: str
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    applications = applications_by_day(spine, timezone)
+    defs = [
+        *(
+            FeatureDef(name, FAMILY, LATEST, desc, min_value=0.0)
+            for name, (desc, _) in SNAPSHOT_FEATURES.items()
+        ),
+        *(
+            FeatureDef(name, FAMILY, TREND, desc, *UNBOUNDED)
+            for name, (desc, _) in TREND_FEATURES.items()
+        ),
+        FeatureDef(
+            f"bureau_worst_dpd_current_{WORST_MONTHS}m",
+            FAMILY,
+            f"last {WORST_MONTHS} months of reports",
+            f"Worst current days past due over the reports of the last {WORST_MONTHS} months",
+            min_value=0.0,
+        ),
+    ]
+    columns = {**SNAPSHOT_FEATURES, **TREND_FEATURES}
+    latest = latest_snapshots(applications, snapshots).select(
+        "application_id", *[expr.alias(name) for name, (_, expr) in columns.items()]
+    )
+    frame = latest.join(worst_recent_dpd(applications, snapshots), on="application_id", how="left")
     return defs, frame
 
 
 def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    defs, exprs, fills = windowed(FAMILY, aggregates(), settings.windows_days)
-    events = tables["bureau_inquiries"].select("user_id", "ts", "reason", "institution_type")
-    rows = events_before_cutoff(spine, events, max(settings.windows_days))
-    snapshot_defs, snapshot_frame = latest_snapshot(spine, tables["bureau_snapshots"], timezone)
-    frame = per_application(spine, rows, exprs, fills).join(
-        snapshot_frame, on="application_id", how="left"
+    horizon = max(settings.windows_days)
+    defs, exprs, fills = windowed(FAMILY, inquiry_aggregates(), settings.windows_days)
+    gap_defs, gap_exprs, _ = windowed(FAMILY, gap_aggregates(), [horizon], "previous_ts")
+    recency_def, recency_expr = days_since_last_inquiry(horizon)
+    events = with_gaps(
+        tables["bureau_inquiries"].select("user_id", "ts", "reason", "institution_type")
     )
-    return defs + snapshot_defs, frame
+    rows = events_before_cutoff(spine, events, horizon)
+    inquiries = per_application(spine, rows, [*exprs, *gap_exprs, recency_expr], fills)
+    snapshot_defs, snapshot_frame = snapshot_features(spine, tables["bureau_snapshots"], timezone)
+    frame = inquiries.join(snapshot_frame, on="application_id", how="left")
+    return [*defs, *gap_defs, recency_def, *snapshot_defs], frame

@@ -5,18 +5,34 @@ from __future__ import annotations
 import polars as pl
 
 from data.asof import local_date
-from features.base import SHARE, FeatureDef, FeatureSettings, per_application
+from features.base import (
+    SHARE,
+    Aggregate,
+    FeatureDef,
+    FeatureSettings,
+    count,
+    days_between,
+    fill_for,
+    per_application,
+    windowed,
+)
 
 FAMILY = "history"
 ALL = "all history"
+PREVIOUS_LOAN = "previous loan"
+IS_LOAN = pl.col("prev_loan_id").is_not_null()
 
 
 def previous_applications(spine: pl.LazyFrame, applications: pl.LazyFrame) -> pl.LazyFrame:
     earlier = applications.select(
-        "user_id", prev_applied_at="applied_at", prev_decision="decision", prev_loan_id="loan_id"
+        "user_id",
+        prev_applied_at="applied_at",
+        prev_decision="decision",
+        prev_loan_id="loan_id",
+        prev_amount="amount_requested",
     )
     return (
-        spine.select("application_id", "user_id", "cutoff")
+        spine.select("application_id", "user_id", "cutoff", "prev_loan_at")
         .join(earlier, on="user_id", how="inner")
         .filter(pl.col("prev_applied_at") < pl.col("cutoff"))
     )
@@ -25,7 +41,8 @@ def previous_applications(spine: pl.LazyFrame, applications: pl.LazyFrame) -> pl
 def installment_records(
     previous: pl.LazyFrame, repayments: pl.LazyFrame, timezone: str
 ) -> pl.LazyFrame:
-    """Installments of earlier loans already due before the application day, as then known."""
+    """Installments of earlier loans already due before the application day, as then known:
+    days past due, paid by the due date, and still open (not paid before the cut-off)."""
     application_day = local_date("cutoff", timezone)
     # Unpaid (null) reads as "not paid yet", never as unknown: it must count against on-time.
     paid_known = (pl.col("paid_at") < pl.col("cutoff")).fill_null(False)
@@ -33,44 +50,41 @@ def installment_records(
         pl.when(paid_known).then(local_date("paid_at", timezone)).otherwise(application_day)
     )
     return (
-        previous.filter(pl.col("prev_loan_id").is_not_null())
+        previous.filter(IS_LOAN)
         .join(repayments, left_on="prev_loan_id", right_on="loan_id", how="inner")
         .filter(pl.col("due_date") < application_day)
         .with_columns(
             dpd=(settled_on - pl.col("due_date")).dt.total_days().clip(lower_bound=0),
             on_time=paid_known & (local_date("paid_at", timezone) <= pl.col("due_date")),
+            still_open=~paid_known,
         )
     )
 
 
-def build(
-    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    previous = previous_applications(spine, tables["applications"])
-    counts = per_application(
-        spine,
-        previous,
-        [
-            pl.len().alias("history_prev_applications"),
-            (pl.col("prev_decision") == "rejected").sum().alias("history_prev_rejections"),
-            pl.col("prev_loan_id").is_not_null().sum().alias("history_prev_loans"),
-        ],
-        {
-            "history_prev_applications": 0.0,
-            "history_prev_rejections": 0.0,
-            "history_prev_loans": 0.0,
-        },
+def loans_in_window() -> Aggregate:
+    return Aggregate(
+        "history_prev_loans",
+        "Earlier loans with us disbursed in the window",
+        lambda w: count(w, IS_LOAN),
     )
-    repaid = per_application(
-        spine,
-        installment_records(previous, tables["repayments"], timezone),
-        [
-            pl.col("dpd").max().cast(pl.Float64).alias("history_worst_dpd"),
-            pl.col("on_time").mean().alias("history_on_time_share"),
-        ],
-        {},
+
+
+def previous_loan() -> list[pl.Expr]:
+    """The applicant's latest earlier loan (the spine's prev_loan_at): its age and amount."""
+    is_previous_loan = (pl.col("prev_decision") == "approved") & (
+        pl.col("prev_applied_at") == pl.col("prev_loan_at")
     )
-    defs = [
+    return [
+        days_between(pl.col("cutoff").first(), pl.col("prev_loan_at").first()).alias(
+            "history_days_since_prev_loan"
+        ),
+        pl.col("prev_amount").filter(is_previous_loan).max().alias("history_prev_loan_amount"),
+    ]
+
+
+def definitions(window_defs: list[FeatureDef]) -> list[FeatureDef]:
+    """In the order of the frame's columns: counts, previous loan, windows, then repayment."""
+    return [
         FeatureDef(
             "history_prev_applications", FAMILY, ALL, "Earlier applications with us", min_value=0.0
         ),
@@ -82,6 +96,21 @@ def build(
             min_value=0.0,
         ),
         FeatureDef("history_prev_loans", FAMILY, ALL, "Earlier loans with us", min_value=0.0),
+        FeatureDef(
+            "history_days_since_prev_loan",
+            FAMILY,
+            PREVIOUS_LOAN,
+            "Days from the previous loan's disbursal to the application day (null if none)",
+            min_value=0.0,
+        ),
+        FeatureDef(
+            "history_prev_loan_amount",
+            FAMILY,
+            PREVIOUS_LOAN,
+            "Amount requested on the previous loan with us (CNY; null if none)",
+            min_value=0.0,
+        ),
+        *window_defs,
         FeatureDef(
             "history_worst_dpd",
             FAMILY,
@@ -96,5 +125,53 @@ def build(
             "Share of earlier loans' due installments paid by their due date",
             *SHARE,
         ),
+        FeatureDef(
+            "history_open_installments",
+            FAMILY,
+            ALL,
+            "Earlier loans' installments due before the application day and still unpaid",
+            min_value=0.0,
+        ),
     ]
-    return defs, counts.join(repaid, on="application_id", how="left")
+
+
+def build(
+    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    previous = previous_applications(spine, tables["applications"])
+    window_defs, window_exprs, window_fills = windowed(
+        FAMILY, [loans_in_window()], settings.windows_days, "prev_applied_at"
+    )
+    counts = per_application(
+        spine,
+        previous,
+        [
+            pl.len().alias("history_prev_applications"),
+            (pl.col("prev_decision") == "rejected").sum().alias("history_prev_rejections"),
+            IS_LOAN.sum().alias("history_prev_loans"),
+            *previous_loan(),
+            *window_exprs,
+        ],
+        [
+            *(
+                fill_for(name, 0.0)
+                for name in (
+                    "history_prev_applications",
+                    "history_prev_rejections",
+                    "history_prev_loans",
+                )
+            ),
+            *window_fills,
+        ],
+    )
+    repaid = per_application(
+        spine,
+        installment_records(previous, tables["repayments"], timezone),
+        [
+            pl.col("dpd").max().cast(pl.Float64).alias("history_worst_dpd"),
+            pl.col("on_time").mean().alias("history_on_time_share"),
+            pl.col("still_open").sum().alias("history_open_installments"),
+        ],
+        {"history_open_installments": 0.0},
+    )
+    return definitions(window_defs), counts.join(repaid, on="application_id", how="left")

@@ -1,10 +1,17 @@
-"""Social ties: friends, interactions, reciprocity and defaults among friends."""
+"""Social ties: friends, interactions, reciprocity and defaults among friends.
+
+Interaction features count what the applicant initiated (rows with ``user_id`` = applicant).
+Reciprocity also needs what the applicant received: the same table read the other way round
+(``peer_id`` = applicant). Both directions are joined to the spine once; the reciprocity is
+then computed per (application, peer) pair, so its cost is linear in the joined rows.
+"""
 
 from __future__ import annotations
 
 import polars as pl
 
 from data.config import LabelSettings
+from data.contract import INTERACTIONS
 from data.labels import default_observed_dates
 from features.base import (
     SHARE,
@@ -14,13 +21,36 @@ from features.base import (
     count,
     events_before_cutoff,
     per_application,
+    ratio,
+    window_label,
     windowed,
 )
 
 FAMILY = "social"
+OUTGOING = pl.col("outgoing")
+INTERACTION_DESCRIPTIONS = {
+    "friend_add": "New friends added",
+    "message": "Messages sent to other users",
+    "moment_like": "Likes given to other users' moments",
+    "moment_comment": "Comments on other users' moments",
+    "red_packet": "Red packets sent to other users",
+}
+
+
+def interaction_description(kind: str) -> str:
+    return INTERACTION_DESCRIPTIONS.get(kind, f"Interactions of type {kind} initiated")
 
 
 def aggregates() -> list[Aggregate]:
+    """Over the applicant's own (outgoing) interactions."""
+    by_kind = [
+        Aggregate(
+            f"social_{kind}s",
+            interaction_description(kind),
+            lambda w, kind=kind: count(w, pl.col("interaction") == kind),
+        )
+        for kind in INTERACTIONS
+    ]
     return [
         Aggregate("social_interactions", "Interactions initiated with other users", count),
         Aggregate(
@@ -28,12 +58,49 @@ def aggregates() -> list[Aggregate]:
             "Distinct users interacted with",
             lambda w: pl.col("peer_id").filter(w).n_unique(),
         ),
-        Aggregate(
-            "social_friend_adds",
-            "New friends added",
-            lambda w: count(w, pl.col("interaction") == "friend_add"),
-        ),
+        *by_kind,
     ]
+
+
+def both_directions(social: pl.LazyFrame) -> pl.LazyFrame:
+    """Every interaction twice: as sent by `user_id` (outgoing) and as received by `peer_id`."""
+    sent = social.select("user_id", "peer_id", "ts", "interaction", outgoing=pl.lit(True))
+    received = social.select(
+        user_id="peer_id",
+        peer_id="user_id",
+        ts="ts",
+        interaction=pl.lit(None, pl.String),
+        outgoing=pl.lit(False),
+    )
+    return pl.concat([sent, received], how="vertical")
+
+
+def reciprocity(rows: pl.LazyFrame, windows: list[int]) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """Per window: of the distinct peers the applicant reached, the share who also reached the
+    applicant in the same window (null when the applicant reached nobody)."""
+    pairs = rows.group_by("application_id", "peer_id").agg(
+        pl.col("cutoff").first(),
+        last_sent=pl.when(OUTGOING).then(pl.col("ts")).max(),
+        last_received=pl.when(~OUTGOING).then(pl.col("ts")).max(),
+    )
+    defs: list[FeatureDef] = []
+    exprs: list[pl.Expr] = []
+    for days in windows:
+        start = pl.col("cutoff") - pl.duration(days=days)
+        reached = (pl.col("last_sent") >= start).fill_null(False)
+        mutual = reached & (pl.col("last_received") >= start).fill_null(False)
+        name = f"social_reciprocity_{window_label(days)}"
+        defs.append(
+            FeatureDef(
+                name,
+                FAMILY,
+                window_label(days),
+                "Share of the users reached who also reached the applicant in the window",
+                *SHARE,
+            )
+        )
+        exprs.append(ratio(mutual.sum(), reached.sum()).alias(name))
+    return defs, pairs.group_by("application_id").agg(exprs)
 
 
 def friendships(social: pl.LazyFrame) -> pl.LazyFrame:
@@ -58,6 +125,7 @@ def friend_features(
         observed, on="peer_id", how="left"
     )
     application_day = pl.col("cutoff").dt.convert_time_zone(timezone).dt.date()
+    # Observable from the morning of default_observed_on: the nightly run of that day sees it.
     known_bad = pl.col("default_observed_on") <= application_day
     defs = [
         FeatureDef(
@@ -89,10 +157,14 @@ def build(
     timezone: str,
     labels: LabelSettings | None = None,
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    defs, exprs, fills = windowed(FAMILY, aggregates(), settings.windows_days)
+    windows = settings.windows_days
+    defs, exprs, fills = windowed(FAMILY, aggregates(), windows)
     events = tables["social"].select("user_id", "peer_id", "ts", "interaction")
-    rows = events_before_cutoff(spine, events, max(settings.windows_days))
-    windowed_frame = per_application(spine, rows, exprs, fills)
+    rows = events_before_cutoff(spine, both_directions(events), max(windows))
+    interactions = per_application(spine, rows.filter(OUTGOING), exprs, fills)
+    reciprocity_defs, reciprocity_frame = reciprocity(rows, windows)
     friend_defs, friend_frame = friend_features(tables, spine, labels or LabelSettings(), timezone)
-    frame = windowed_frame.join(friend_frame, on="application_id", how="left")
-    return defs + friend_defs, frame
+    frame = interactions.join(reciprocity_frame, on="application_id", how="left").join(
+        friend_frame, on="application_id", how="left"
+    )
+    return defs + reciprocity_defs + friend_defs, frame

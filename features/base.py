@@ -107,9 +107,42 @@ def count(mask: pl.Expr, where: pl.Expr | None = None) -> pl.Expr:
     return rows.sum()
 
 
+# Float sums depend on the order rows are added in, and the streaming engine adds them in a
+# different order on every run. Sums, means and spreads are therefore taken over fixed-point
+# integers (exact to 1e-6 of the unit, and in any order), then turned back into floats.
+FIXED_POINT = 1_000_000
+
+
+def _fixed(expr: pl.Expr) -> pl.Expr:
+    return (expr * FIXED_POINT).round().cast(pl.Int128)
+
+
+def exact_sum(expr: pl.Expr) -> pl.Expr:
+    """Sum of a float expression, the same whatever the order of the rows (0 if none)."""
+    return _fixed(expr).sum().cast(pl.Float64) / FIXED_POINT
+
+
+def exact_mean(expr: pl.Expr) -> pl.Expr:
+    """Mean of a float expression, order-independent; null without values."""
+    n = expr.count()
+    return pl.when(n > 0).then(exact_sum(expr) / n)
+
+
+def exact_std(expr: pl.Expr) -> pl.Expr:
+    """Sample standard deviation (ddof 1), order-independent; null below two values.
+
+    Computed as sqrt((n * sum(q^2) - sum(q)^2) / (n * (n - 1))) on the fixed-point integers q,
+    whose sums are exact, so the usual cancellation of that formula cannot occur.
+    """
+    q = _fixed(expr)
+    n = expr.count().cast(pl.Int128)
+    spread_q = n * (q * q).sum() - q.sum() * q.sum()
+    variance = spread_q.cast(pl.Float64) / (n * (n - 1)).cast(pl.Float64)
+    return pl.when(n > 1).then(variance.sqrt() / FIXED_POINT)
+
+
 def total(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
-    rows = mask if where is None else mask & where
-    return pl.col(column).filter(rows).sum()
+    return exact_sum(values(mask, column, where))
 
 
 def values(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
@@ -117,14 +150,19 @@ def values(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
     return pl.col(column).filter(mask if where is None else mask & where)
 
 
+def mean(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
+    """Mean over the window (null if empty)."""
+    return exact_mean(values(mask, column, where))
+
+
 def spread(mask: pl.Expr, column: str) -> pl.Expr:
     """Sample standard deviation over the window (null below two rows)."""
-    return values(mask, column).std()
+    return exact_std(values(mask, column))
 
 
 def coefficient_of_variation(mask: pl.Expr, column: str) -> pl.Expr:
     """Standard deviation over mean: spread relative to level (null below two rows)."""
-    return ratio(values(mask, column).std(), values(mask, column).mean())
+    return ratio(spread(mask, column), mean(mask, column))
 
 
 def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
@@ -133,8 +171,14 @@ def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Exp
 
 
 def entropy(mask: pl.Expr, column: str) -> pl.Expr:
-    """Shannon entropy (nats) of the column's value shares over the window; null if empty."""
-    return pl.when(mask.sum() > 0).then(values(mask, column).unique_counts().entropy())
+    """Shannon entropy (nats) of the column's value shares over the window; null if empty.
+
+    The counts are sorted and added by a cumulative sum, which runs strictly in order: a plain
+    sum (or ``Expr.entropy``) adds in chunks whose layout varies between streaming runs.
+    """
+    counts = values(mask, column).unique_counts().sort().cast(pl.Float64)
+    p = counts / mask.sum()
+    return pl.when(mask.sum() > 0).then(-(p * p.log()).cum_sum().last())
 
 
 def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:

@@ -19,6 +19,7 @@ from features.base import (
     count,
     days_between,
     events_before_cutoff,
+    mean,
     per_application,
     values,
     window_label,
@@ -81,7 +82,7 @@ def gap_aggregates() -> list[Aggregate]:
         Aggregate(
             "bureau_inquiry_gap_mean_days",
             "Mean days between consecutive bureau inquiries (null below two)",
-            lambda w: values(w, "gap_days").mean(),
+            lambda w: mean(w, "gap_days"),
             fill=None,
         ),
         Aggregate(

@@ -19,7 +19,9 @@ from features.base import (
     distinct,
     entropy,
     events_before_cutoff,
+    exact_mean,
     last_n,
+    mean,
     per_application,
     share,
     spread,
@@ -62,7 +64,7 @@ def level_aggregates() -> list[Aggregate]:
         Aggregate(
             "consumption_amount_mean",
             "Mean purchase amount (CNY)",
-            lambda w: values(w, "amount").mean(),
+            lambda w: mean(w, "amount"),
             fill=None,
         ),
         Aggregate(
@@ -151,7 +153,7 @@ def habit_aggregates(settings: FeatureSettings) -> list[Aggregate]:
 def large_purchases(settings: FeatureSettings, horizon: int) -> Aggregate:
     """Purchases well above the user's usual amount; the rows span the longest window, so
     the group's mean is the mean over that window."""
-    large = pl.col("amount") > settings.large_multiple * pl.col("amount").mean()
+    large = pl.col("amount") > settings.large_multiple * exact_mean(pl.col("amount"))
     return Aggregate(
         "consumption_large_count",
         f"Number of purchases above {settings.large_multiple:g} times the applicant's mean "

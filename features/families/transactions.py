@@ -16,6 +16,8 @@ from features.base import (
     days_between,
     distinct,
     events_before_cutoff,
+    exact_std,
+    exact_sum,
     per_application,
     ratio,
     total,
@@ -59,7 +61,7 @@ def cash_flow_aggregates() -> list[Aggregate]:
         Aggregate(
             "txn_net_flow",
             "Money in minus money out (CNY)",
-            lambda w: signed.filter(w).sum(),
+            lambda w: exact_sum(signed.filter(w)),
             bounds=UNBOUNDED,
         ),
     ]
@@ -130,7 +132,7 @@ def salary_regularity_aggregates(timezone: str) -> list[Aggregate]:
         Aggregate(
             "txn_salary_payday_std",
             "Sample std of the local day of month of salary payments (null below two)",
-            lambda w: local_salary_times(w, timezone).dt.day().cast(pl.Float64).std(),
+            lambda w: exact_std(local_salary_times(w, timezone).dt.day().cast(pl.Float64)),
             fill=None,
         ),
         Aggregate(

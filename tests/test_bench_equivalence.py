@@ -1,0 +1,91 @@
+"""The benchmark's DuckDB SQL and pandas versions of the consumption family compute the same
+features as the Polars family, so that bench_features compares engines on equal work."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from bench import bench_features, consumption_pandas, consumption_sql
+
+from data.asof import day_start_utc, default_as_of
+from data.readers import scan_raw
+from features.base import FeatureSettings
+from features.families import consumption
+
+TZ = bench_features.TZ
+SETTINGS = FeatureSettings()
+REL_TOL = 1e-9
+ABS_TOL = 1e-12  # entropies and spreads of zero may come out as tiny round-off elsewhere
+
+
+@pytest.fixture(scope="module")
+def as_of(small_raw: Path) -> date:
+    return default_as_of(scan_raw(small_raw), TZ)
+
+
+@pytest.fixture(scope="module")
+def spine(small_raw: Path, as_of: date, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "spine.parquet"
+    bench_features.write_spine(small_raw, as_of, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def polars_features(small_raw: Path, as_of: date, spine: Path) -> pl.DataFrame:
+    tables = bench_features.consumption_view(small_raw, as_of)
+    _, frame = consumption.build(tables, pl.scan_parquet(spine), SETTINGS, TZ)
+    features = frame.sort("application_id").collect(engine="in-memory")
+    assert features.height > 1_000
+    return features
+
+
+def assert_same_features(expected: pl.DataFrame, actual: pl.DataFrame) -> None:
+    """Same columns, same applications, nulls in the same places, values within tolerance."""
+    assert sorted(actual.columns) == sorted(expected.columns)
+    actual = actual.sort("application_id")
+    assert actual["application_id"].to_list() == expected["application_id"].to_list()
+    for name in expected.columns[1:]:
+        want = expected[name].cast(pl.Float64)
+        got = actual[name].cast(pl.Float64).fill_nan(None)
+        assert want.null_count() < len(want), f"{name} is all null: nothing compared"
+        assert (want.is_null() == got.is_null()).all(), f"{name}: nulls differ"
+        both = pl.DataFrame({"want": want, "got": got}).drop_nulls()
+        off = both.filter(
+            (pl.col("want") - pl.col("got")).abs() > REL_TOL * pl.col("want").abs() + ABS_TOL
+        )
+        assert off.is_empty(), f"{name}: {off.height} values differ, e.g. {off.row(0)}"
+
+
+def test_duckdb_sql_matches_polars(
+    small_raw: Path, as_of: date, spine: Path, polars_features: pl.DataFrame
+) -> None:
+    con = consumption_sql.connect(threads=2)
+    cutoff = day_start_utc(as_of, TZ)
+    actual = consumption_sql.consumption_features(con, small_raw, spine, cutoff, SETTINGS, TZ)
+    assert_same_features(polars_features, actual)
+
+
+def test_pandas_matches_polars(
+    small_raw: Path, as_of: date, spine: Path, polars_features: pl.DataFrame
+) -> None:
+    cutoff = day_start_utc(as_of, TZ)
+    actual = consumption_pandas.run(small_raw, spine, cutoff, SETTINGS, TZ)
+    assert_same_features(polars_features, pl.from_pandas(actual))
+
+
+def test_pandas_sample_is_the_same_features_of_fewer_applications(
+    small_raw: Path, as_of: date, spine: Path, polars_features: pl.DataFrame
+) -> None:
+    users = bench_features.sample_users(spine, 0.1)
+    cutoff = day_start_utc(as_of, TZ)
+    actual = pl.from_pandas(consumption_pandas.run(small_raw, spine, cutoff, SETTINGS, TZ, users))
+    expected = polars_features.join(
+        pl.read_parquet(spine).filter(pl.col("user_id").is_in(users)).select("application_id"),
+        on="application_id",
+        how="semi",
+    )
+    assert 0 < actual.height < polars_features.height // 5
+    assert_same_features(expected, actual)

@@ -146,8 +146,13 @@ def total(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
 
 
 def values(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
-    """The column's values on the window's rows (and `where`, if given)."""
-    return pl.col(column).filter(mask if where is None else mask & where)
+    """The column's values on the window's rows (and `where`, if given), null elsewhere.
+
+    Null-out rather than filter: sums, counts, means and extremes skip nulls alike, and an
+    element-wise input keeps the aggregation reducible, so the streaming group-by holds one
+    running value per application instead of every row.
+    """
+    return pl.when(mask if where is None else mask & where).then(pl.col(column))
 
 
 def mean(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
@@ -170,15 +175,16 @@ def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Exp
     return values(mask, column, where).drop_nulls().n_unique()
 
 
-def entropy(mask: pl.Expr, column: str) -> pl.Expr:
-    """Shannon entropy (nats) of the column's value shares over the window; null if empty.
-
-    The counts are sorted and added by a cumulative sum, which runs strictly in order: a plain
-    sum (or ``Expr.entropy``) adds in chunks whose layout varies between streaming runs.
-    """
-    counts = values(mask, column).unique_counts().sort().cast(pl.Float64)
-    p = counts / mask.sum()
-    return pl.when(mask.sum() > 0).then(-(p * p.log()).cum_sum().last())
+def entropy(mask: pl.Expr, column: str, categories: Sequence[str]) -> pl.Expr:
+    """Shannon entropy (nats) of the column's shares of `categories` over the window; null if
+    the window is empty. Built from one count per category, added in a fixed order: exact
+    counts and a deterministic sum, whatever order the rows come in."""
+    n = count(mask).cast(pl.Float64)
+    terms = []
+    for category in categories:
+        c = count(mask, pl.col(column) == category).cast(pl.Float64)
+        terms.append(pl.when(c > 0).then(c * c.log()).otherwise(0.0))
+    return pl.when(n > 0).then(n.log() - pl.sum_horizontal(terms) / n)
 
 
 def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +35,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     app_behaviour,
 )
 KEYS = ("application_id", "user_id", "applied_at")
+WINDOWED_TABLES = ("consumption", "transactions", "app_events", "bureau_inquiries")
 FAIRNESS = tuple(application.FAIRNESS)
 CATEGORICAL = application.CATEGORICAL
 
@@ -67,6 +69,40 @@ def application_spine(applications: pl.LazyFrame, timezone: str) -> pl.LazyFrame
     )
 
 
+def family_frames(
+    tables: dict[str, pl.LazyFrame],
+    spine: pl.LazyFrame,
+    settings: FeatureSettings,
+    timezone: str,
+    labels: LabelSettings,
+) -> tuple[list[FeatureDef], list[pl.LazyFrame]]:
+    """Every family's definitions and its lazy frame (application_id plus its columns)."""
+    defs: list[FeatureDef] = []
+    frames: list[pl.LazyFrame] = []
+    for family in FAMILIES:
+        extra = {"labels": labels} if family is social else {}
+        family_defs, family_frame = family.build(tables, spine, settings, timezone, **extra)
+        defs.extend(family_defs)
+        frames.append(family_frame)
+    return defs, frames
+
+
+def assemble(
+    spine: pl.LazyFrame | pl.DataFrame,
+    defs: list[FeatureDef],
+    frames: list[pl.LazyFrame] | list[pl.DataFrame],
+    settings: FeatureSettings,
+) -> tuple[list[FeatureDef], pl.LazyFrame | pl.DataFrame]:
+    """Join the families' frames on the spine; add the features that read several families."""
+    frame = spine.select(KEYS)
+    for family_frame in frames:
+        frame = frame.join(family_frame, on="application_id", how="left")
+    across = application.income_relative(settings)
+    frame = frame.with_columns(d.expr.alias(d.name) for d in across)
+    defs = [*defs, *(d.definition(application.FAMILY) for d in across)]
+    return defs, frame.select(*KEYS, *FAIRNESS, *(d.name for d in defs))
+
+
 def build_features(
     tables: dict[str, pl.LazyFrame],
     spine: pl.LazyFrame,
@@ -80,17 +116,8 @@ def build_features(
     `tables` must be a point-in-time view; each family additionally cuts every record at the
     application's own cut-off, so rows recorded on or after the application day never count.
     """
-    defs: list[FeatureDef] = []
-    frame = spine.select(KEYS)
-    for family in FAMILIES:
-        extra = {"labels": labels} if family is social else {}
-        family_defs, family_frame = family.build(tables, spine, settings, timezone, **extra)
-        defs.extend(family_defs)
-        frame = frame.join(family_frame, on="application_id", how="left")
-    across = application.income_relative(settings)
-    frame = frame.with_columns(d.expr.alias(d.name) for d in across)
-    defs.extend(d.definition(application.FAMILY) for d in across)
-    return defs, frame.select(*KEYS, *FAIRNESS, *(d.name for d in defs))
+    defs, frames = family_frames(tables, spine, settings, timezone, labels)
+    return assemble(spine, defs, frames, settings)
 
 
 def feature_table(
@@ -103,17 +130,37 @@ def feature_table(
     """The feature table of every application in a point-in-time view (less the `known`
     application ids, if given), sorted by id.
 
-    Used alike by the nightly flow and ``pdflow features``. Collected by the streaming engine,
-    which holds a fraction of the in-memory engine's peak (that one ran out of 24 GiB at 1M
-    users). The streaming group-by adds rows in a different order on every run, so the
-    families take sums, means and spreads over fixed-point integers (``features.base``):
-    identical inputs give bit-identical tables.
+    Used alike by the nightly flow and ``pdflow features``. Each family is collected on its
+    own by the streaming engine, so the peak is the largest family's, not the sum of all; the
+    small per-application results are then joined. The streaming group-by adds rows in a
+    different order on every run, so the families take sums, means and spreads over
+    fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
     spine = application_spine(tables["applications"], timezone)
     if known is not None:
         spine = spine.join(known.lazy(), on="application_id", how="anti")
-    defs, frame = build_features(tables, spine, settings, timezone, labels)
-    return defs, frame.sort("application_id").collect(engine="streaming")
+    spine_rows = spine.collect()
+    if spine_rows.is_empty():  # nothing to compute: read no events at all
+        tables = {name: frame.clear() for name, frame in tables.items()}
+    else:
+        since = spine_rows["cutoff"].min() - timedelta(days=max(settings.windows_days))
+        tables = within_horizon(tables, since)
+    defs, frames = family_frames(tables, spine_rows.lazy(), settings, timezone, labels)
+    collected = [frame.collect(engine="streaming") for frame in frames]
+    defs, table = assemble(spine_rows, defs, collected, settings)
+    return defs, table.sort("application_id")
+
+
+def within_horizon(tables: dict[str, pl.LazyFrame], since: datetime) -> dict[str, pl.LazyFrame]:
+    """Drop event rows older than every window of every application: a night's build then
+    reads the last `max(windows_days)` days of these tables, not their whole history.
+
+    Only tables that no feature reads beyond its longest window are cut (their families read
+    them through ``events_before_cutoff`` with that horizon); social (friendships), bureau
+    snapshots, applications and repayments are used over all history and stay whole.
+    """
+    cut = {name: tables[name].filter(pl.col("ts") >= since) for name in WINDOWED_TABLES}
+    return {**tables, **cut}
 
 
 @dataclass(frozen=True)

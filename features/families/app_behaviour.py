@@ -111,7 +111,7 @@ def days_since_last_login(horizon: int) -> tuple[FeatureDef, pl.Expr]:
         0.0,
         float(horizon),
     )
-    last_login = pl.col("ts").filter(is_event("login")).max()
+    last_login = pl.when(is_event("login")).then(pl.col("ts")).max()
     return definition, days_between(pl.col("cutoff").first(), last_login).alias(definition.name)
 
 

@@ -134,7 +134,7 @@ def habit_aggregates(settings: FeatureSettings) -> list[Aggregate]:
         Aggregate(
             "consumption_category_entropy",
             "Shannon entropy (nats) of the merchant-category mix of purchases (0 = one category)",
-            lambda w: entropy(w, "merchant_category"),
+            lambda w: entropy(w, "merchant_category", MERCHANT_CATEGORIES),
             fill=None,
         ),
         Aggregate(

@@ -61,7 +61,7 @@ def cash_flow_aggregates() -> list[Aggregate]:
         Aggregate(
             "txn_net_flow",
             "Money in minus money out (CNY)",
-            lambda w: exact_sum(signed.filter(w)),
+            lambda w: exact_sum(pl.when(w).then(signed)),
             bounds=UNBOUNDED,
         ),
     ]
@@ -173,7 +173,7 @@ def days_since_salary(horizon: int) -> tuple[FeatureDef, pl.Expr]:
         0.0,
         float(horizon),
     )
-    last_salary = pl.col("ts").filter(SALARY).max()
+    last_salary = pl.when(SALARY).then(pl.col("ts")).max()
     return definition, days_between(pl.col("cutoff").first(), last_salary).alias(definition.name)
 
 

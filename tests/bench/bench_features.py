@@ -10,11 +10,12 @@ own process (so peak RSS is its own), one after the other:
 
 - ``floor-consumption``: a bare scan of the consumption columns the family reads (one
   reduction per column), through the pipeline's reader and as-of view;
-- ``polars-consumption``: ``features.families.consumption.build``, collected in memory as the
-  pipeline does (``polars-consumption-streaming``: the same with the streaming engine);
+- ``polars-consumption``: ``features.families.consumption.build``, collected by the streaming
+  engine as the pipeline does (``polars-consumption-in-memory``: the in-memory engine);
 - ``duckdb-consumption``: the same features as DuckDB SQL (``consumption_sql.py``);
 - ``pandas-consumption``: the same features as vectorised pandas (``consumption_pandas.py``),
-  on the applications of a random FRACTION of users with ``--pandas-sample``;
+  on the applications of a random FRACTION of users with ``--pandas-sample``, against
+  ``polars-consumption-sample``: the Polars family on the same users, read the same way;
 - ``floor-all``: a bare scan of every column the whole feature build reads;
 - ``polars-all``: the whole feature table (``features.build.feature_table``).
 
@@ -48,16 +49,21 @@ DUCKDB_MEMORY_SHARE = 0.5
 CONSUMPTION = (
     "floor-consumption",
     "polars-consumption",
-    "polars-consumption-streaming",
+    "polars-consumption-in-memory",
     "duckdb-consumption",
+    "polars-consumption-sample",
     "pandas-consumption",
 )
 ALL = ("floor-all", "polars-all")
 STAGES = (*CONSUMPTION, *ALL)
 Measured = tuple[int | None, str]  # applications out (none for a floor), a note for the row
 Work = Callable[[], Measured]
-DEFAULT_STAGES = tuple(s for s in STAGES if s != "polars-consumption-streaming")
-REFERENCE = {**dict.fromkeys(CONSUMPTION, "polars-consumption"), **dict.fromkeys(ALL, "polars-all")}
+DEFAULT_STAGES = tuple(s for s in STAGES if s != "polars-consumption-in-memory")
+REFERENCE = {
+    **dict.fromkeys(CONSUMPTION, "polars-consumption"),
+    "pandas-consumption": "polars-consumption-sample",  # like for like: the same users
+    **dict.fromkeys(ALL, "polars-all"),
+}
 
 
 def write_spine(raw: Path, as_of: date, out: Path) -> int:
@@ -120,15 +126,17 @@ def whole_build(tables: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     return build_features(tables, spine, FeatureSettings(), TZ, LabelSettings())[1]
 
 
-def consumption_build(spine: Path) -> Callable[[dict[str, pl.LazyFrame]], pl.LazyFrame]:
-    """The consumption family's lazy frame over the spine file, for given tables."""
+def consumption_frame(tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame) -> pl.LazyFrame:
+    """The consumption family's lazy frame, as the pipeline builds it."""
     from features.base import FeatureSettings
     from features.families import consumption
 
-    def build(tables: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
-        return consumption.build(tables, pl.scan_parquet(spine), FeatureSettings(), TZ)[1]
+    return consumption.build(tables, spine, FeatureSettings(), TZ)[1]
 
-    return build
+
+def consumption_build(spine: Path) -> Callable[[dict[str, pl.LazyFrame]], pl.LazyFrame]:
+    """The consumption family's lazy frame over the spine file, for given tables."""
+    return lambda tables: consumption_frame(tables, pl.scan_parquet(spine))
 
 
 def floor(tables: dict[str, pl.LazyFrame], used: dict[str, list[str]]) -> Measured:
@@ -163,11 +171,25 @@ def floor_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Wor
     return lambda: floor(consumption_view(raw, as_of), used)
 
 
-def polars_consumption(engine: str) -> Callable[[Path, date, Path, float], Work]:
+def polars_consumption(
+    engine: str, sampled: bool = False
+) -> Callable[[Path, date, Path, float], Work]:
+    """The Polars family; `sampled`: on the same users as the pandas stage, read the same way
+    (the sample's purchases only)."""
+
     def prepare(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
+        users = sample_users(spine, sample) if sampled and sample < 1 else None
+        note = f"engine={engine}" + (f", sample: {sample:g} of users" if users else "")
+
         def work() -> Measured:
-            lazy = consumption_build(spine)(consumption_view(raw, as_of))
-            return len(lazy.sort("application_id").collect(engine=engine)), f"engine={engine}"
+            tables = consumption_view(raw, as_of)
+            spine_frame = pl.scan_parquet(spine)
+            if users is not None:
+                chosen = pl.col("user_id").is_in(pl.Series(users))
+                tables = {"consumption": tables["consumption"].filter(chosen)}
+                spine_frame = spine_frame.filter(chosen)
+            lazy = consumption_frame(tables, spine_frame)
+            return len(lazy.sort("application_id").collect(engine=engine)), note
 
         return work
 
@@ -221,16 +243,17 @@ def polars_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
     from features.build import feature_table
 
     def work() -> Measured:
-        _, table = feature_table(whole_view(raw, as_of), FeatureSettings(), TZ, LabelSettings())
-        return len(table), f"{table.width - 3} features"
+        defs, table = feature_table(whole_view(raw, as_of), FeatureSettings(), TZ, LabelSettings())
+        return len(table), f"{len(defs)} features, streaming engine"
 
     return work
 
 
 PREPARE: dict[str, Callable[[Path, date, Path, float], Work]] = {
     "floor-consumption": floor_consumption,
-    "polars-consumption": polars_consumption("in-memory"),
-    "polars-consumption-streaming": polars_consumption("streaming"),
+    "polars-consumption": polars_consumption("streaming"),
+    "polars-consumption-in-memory": polars_consumption("in-memory"),
+    "polars-consumption-sample": polars_consumption("streaming", sampled=True),
     "duckdb-consumption": duckdb_consumption,
     "pandas-consumption": pandas_consumption,
     "floor-all": floor_all,

@@ -7,7 +7,8 @@ Each stage runs in its own process (so peak RSS is its own), one after the other
 - ``gate``: the whole data gate (contract check of every file footer, every rule on every row
   in Polars, Great Expectations on the samples, statistical expectations);
 - ``gate-polars``: the Polars engine alone (what scales with the data);
-- ``features``: the feature build on the same rows, collected in memory.
+- ``features``: the feature build on the same rows, as the pipeline collects it
+  (``features.build.feature_table``).
 
 Prints one Markdown row per stage: seconds, peak RSS, and the ratio to the feature build.
 """
@@ -43,12 +44,10 @@ def stage(name: str, raw: Path, as_of: date, out: Path) -> dict[str, float]:
         from data.asof import build_view
         from data.readers import scan_raw
         from features.base import FeatureSettings
-        from features.build import application_spine, build_features
+        from features.build import feature_table
 
         view = build_view(scan_raw(raw), as_of, TZ)
-        spine = application_spine(view["applications"], TZ)
-        _, frame = build_features(view.kept, spine, FeatureSettings(), TZ, LabelSettings())
-        frame.collect()
+        feature_table(view.kept, FeatureSettings(), TZ, LabelSettings())
     seconds = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return {"seconds": seconds, "peak_rss_gib": peak_gib}

@@ -293,3 +293,40 @@ def local_hour(column: str, timezone: str) -> pl.Expr:
 def days_between(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
     """Fractional days from `earlier` to `later`."""
     return (later - earlier).dt.total_seconds(fractional=True) / 86_400.0
+
+
+def in_window(days: int, time_column: str = "ts") -> pl.Expr:
+    return pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days)
+
+
+def latest_per_value(
+    rows: pl.LazyFrame, column: str, times: dict[str, pl.Expr] | None = None
+) -> pl.LazyFrame:
+    """One row per application and non-null value of `column`, with the latest time of each
+    of `times` (default: ``last`` = any row) and the application's cut-off.
+
+    Windowed distinct counts are then one reducible count per window (a value is in a window
+    when its latest time is): no set of values is held per application, which keeps the
+    streaming group-by's memory to one row per (application, value).
+    """
+    times = times or {"last": pl.col("ts")}
+    return (
+        rows.filter(pl.col(column).is_not_null())
+        .group_by("application_id", column)
+        .agg(pl.col("cutoff").first(), *(expr.max().alias(name) for name, expr in times.items()))
+    )
+
+
+def distinct_counts(
+    family: str, stem: str, description: str, windows: Sequence[int], time_column: str = "last"
+) -> tuple[list[FeatureDef], list[pl.Expr]]:
+    """`<stem>_<N>d` over rows of :func:`latest_per_value`: values whose latest time is in the
+    window (fill 0)."""
+    defs = [
+        FeatureDef(f"{stem}_{window_label(d)}", family, window_label(d), description, 0.0)
+        for d in windows
+    ]
+    exprs = [
+        in_window(d, time_column).sum().alias(f.name) for d, f in zip(windows, defs, strict=True)
+    ]
+    return defs, exprs

@@ -35,7 +35,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     app_behaviour,
 )
 KEYS = ("application_id", "user_id", "applied_at")
-WINDOWED_TABLES = ("consumption", "transactions", "app_events", "bureau_inquiries")
+WINDOWED_TABLES = ("consumption", "transactions", "bureau_inquiries")
 FAIRNESS = tuple(application.FAIRNESS)
 CATEGORICAL = application.CATEGORICAL
 
@@ -146,7 +146,11 @@ def feature_table(
         since = spine_rows["cutoff"].min() - timedelta(days=max(settings.windows_days))
         tables = within_horizon(tables, since)
     defs, frames = family_frames(tables, spine_rows.lazy(), settings, timezone, labels)
-    collected = [frame.collect(engine="streaming") for frame in frames]
+    # Without common-subplan elimination: a family that aggregates its joined rows in several
+    # ways would otherwise hold them all in memory (8.7 against 5.2 GiB for app behaviour at
+    # 1M users), to save a second streaming pass over them.
+    no_cache = pl.QueryOptFlags(comm_subplan_elim=False)
+    collected = [frame.collect(engine="streaming", optimizations=no_cache) for frame in frames]
     defs, table = assemble(spine_rows, defs, collected, settings)
     return defs, table.sort("application_id")
 
@@ -156,8 +160,9 @@ def within_horizon(tables: dict[str, pl.LazyFrame], since: datetime) -> dict[str
     reads the last `max(windows_days)` days of these tables, not their whole history.
 
     Only tables that no feature reads beyond its longest window are cut (their families read
-    them through ``events_before_cutoff`` with that horizon); social (friendships), bureau
-    snapshots, applications and repayments are used over all history and stay whole.
+    them through ``events_before_cutoff`` with that horizon); social (friendships), app events
+    (a device's first use), bureau snapshots, applications and repayments are used over all
+    history and stay whole.
     """
     cut = {name: tables[name].filter(pl.col("ts") >= since) for name in WINDOWED_TABLES}
     return {**tables, **cut}

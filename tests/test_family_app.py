@@ -13,6 +13,7 @@ TZ = "Asia/Shanghai"
 APPLICATIONS = [("a1", "u1", "2024-07-01 10:00"), ("a2", "u2", "2024-07-01 10:00")]
 EVENTS = [
     # ts (local), event, session_id, device_id
+    ("2023-01-01 12:00", "push_open", "s9", "A"),  # older than every window: A is not new
     ("2024-02-15 12:00", "login", "s0", "C"),
     ("2024-05-15 12:00", "repayment_page", "s5", "C"),
     # Started in s3, submitted in s4: s3 is an abandoned session, s4 is not.
@@ -74,10 +75,11 @@ def test_sessions_and_abandoned_applications(features: pl.DataFrame) -> None:
     assert a1["app_abandoned_applications_180d"] == 2
 
 
-def test_device_changes_break_ties_by_device(features: pl.DataFrame) -> None:
+def test_new_devices_count_first_use_over_all_history(features: pl.DataFrame) -> None:
     a1 = row(features, "a1")
-    # Devices in order: C C | A A B B A A A A B B (| = 30-day edge; the last 6 in 7 days).
-    assert [a1[f"app_device_changes_{n}d"] for n in (7, 30, 90, 180)] == [1, 3, 4, 4]
+    # First uses: A in 2023 (before every window), C on 15 Feb, B on 21 Jun; Z and Y only at
+    # or after the cut-off.
+    assert [a1[f"app_new_devices_{n}d"] for n in (7, 30, 90, 180)] == [0, 1, 1, 2]
     assert a1["app_devices_7d"] == 2
     assert a1["app_devices_90d"] == 3
 
@@ -99,7 +101,7 @@ def test_counts_shares_recency_and_trend(features: pl.DataFrame) -> None:
 def test_applicant_without_events(features: pl.DataFrame) -> None:
     a2 = row(features, "a2")
     assert a2["app_sessions_180d"] == 0
-    assert a2["app_device_changes_180d"] == 0
+    assert a2["app_new_devices_180d"] == 0
     assert a2["app_abandoned_applications_30d"] == 0
     for name in ("app_night_share_7d", "app_days_since_last_login", "app_logins_trend_30d_180d"):
         assert a2[name] is None, name

@@ -1,5 +1,5 @@
 """App behaviour: logins and sessions, loan shopping, limit checks, abandoned applications,
-repayment pages, push messages, night-time use and device changes."""
+repayment pages, push messages, night-time use, devices and new devices."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from features.base import (
     FeatureSettings,
     count,
     days_between,
-    distinct,
+    distinct_counts,
     events_before_cutoff,
+    in_window,
+    latest_per_value,
     local_hour,
     per_application,
     share,
@@ -26,45 +28,10 @@ from features.base import (
 )
 
 FAMILY = "app_behaviour"
-EVENT_ORDER = ("ts", "device_id")
 
 
 def is_event(name: str) -> pl.Expr:
     return pl.col("event") == name
-
-
-def abandoned_applications(mask: pl.Expr) -> pl.Expr:
-    """Sessions in the window with an apply_start but no apply_submit.
-
-    Sessions with a start and no submit are those with a start or a submit less those with a
-    submit: two distinct counts in the one group, no per-session aggregation needed.
-    """
-    started = is_event("apply_start")
-    submitted = is_event("apply_submit")
-    return distinct(mask, "session_id", started | submitted) - distinct(
-        mask, "session_id", submitted
-    )
-
-
-def with_previous_event(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Each event with the time and device of the user's event just before it (ordered by time,
-    then device). The one before is never later, so the cut-off still bounds what is seen."""
-
-    def previous(column: str) -> pl.Expr:
-        return pl.col(column).shift(1).over("user_id", order_by=EVENT_ORDER)
-
-    return events.with_columns(previous_ts=previous("ts"), previous_device_id=previous("device_id"))
-
-
-def device_changes() -> Aggregate:
-    """Pairs of consecutive events on different devices, windowed on the earlier event's time
-    (the later one is then in the window too)."""
-    changed = pl.col("device_id") != pl.col("previous_device_id")
-    return Aggregate(
-        "app_device_changes",
-        "Pairs of consecutive app events (by time, then device) on different devices",
-        lambda w: count(w, changed),
-    )
 
 
 def events(name: str) -> Callable[[pl.Expr], pl.Expr]:
@@ -76,17 +43,11 @@ def aggregates(settings: FeatureSettings, timezone: str) -> list[Aggregate]:
     night = local_hour("ts", timezone) < settings.night_end_hour
     return [
         Aggregate("app_logins", "Number of logins", events("login")),
-        Aggregate("app_sessions", "Distinct app sessions", lambda w: distinct(w, "session_id")),
         Aggregate("app_loan_product_views", "Views of loan products", events("view_loan_product")),
         Aggregate(
             "app_rate_compare_views", "Views of the rate comparison", events("view_rate_compare")
         ),
         Aggregate("app_limit_checks", "Credit-limit checks", events("limit_check")),
-        Aggregate(
-            "app_abandoned_applications",
-            "Sessions with an application started but not submitted",
-            abandoned_applications,
-        ),
         Aggregate(
             "app_repayment_page_views", "Views of the repayment page", events("repayment_page")
         ),
@@ -98,7 +59,6 @@ def aggregates(settings: FeatureSettings, timezone: str) -> list[Aggregate]:
             fill=None,
             bounds=SHARE,
         ),
-        Aggregate("app_devices", "Distinct devices used", lambda w: distinct(w, "device_id")),
     ]
 
 
@@ -125,19 +85,82 @@ def login_trend(settings: FeatureSettings) -> Derived:
     )
 
 
+def zeros(defs: list[FeatureDef]) -> dict[str, float]:
+    return {d.name: 0.0 for d in defs}
+
+
+def session_features(
+    spine: pl.LazyFrame, rows: pl.LazyFrame, windows: list[int]
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """Distinct sessions, and sessions with an application started but not submitted."""
+    sessions = latest_per_value(
+        rows,
+        "session_id",
+        {
+            "last": pl.col("ts"),
+            "last_start": pl.when(is_event("apply_start")).then(pl.col("ts")),
+            "last_submit": pl.when(is_event("apply_submit")).then(pl.col("ts")),
+        },
+    )
+    defs, exprs = distinct_counts(FAMILY, "app_sessions", "Distinct app sessions", windows)
+    for days in windows:
+        started = in_window(days, "last_start").fill_null(False)
+        submitted = in_window(days, "last_submit").fill_null(False)
+        name = f"app_abandoned_applications_{window_label(days)}"
+        defs.append(
+            FeatureDef(
+                name,
+                FAMILY,
+                window_label(days),
+                "Sessions with an application started but not submitted in the window",
+                0.0,
+            )
+        )
+        exprs.append((started & ~submitted).sum().alias(name))
+    return defs, per_application(spine, sessions, exprs, zeros(defs))
+
+
+def device_features(
+    spine: pl.LazyFrame, rows: pl.LazyFrame, app_events: pl.LazyFrame, windows: list[int]
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """Distinct devices used in the window, and devices first used (ever) in the window."""
+    used_defs, used_exprs = distinct_counts(FAMILY, "app_devices", "Distinct devices used", windows)
+    used = per_application(
+        spine,
+        latest_per_value(rows, "device_id"),
+        used_exprs,
+        zeros(used_defs),
+    )
+    first_use = app_events.group_by("user_id", "device_id").agg(first=pl.col("ts").min())
+    new_rows = events_before_cutoff(spine, first_use, max(windows), time_column="first")
+    new_defs, new_exprs = distinct_counts(
+        FAMILY,
+        "app_new_devices",
+        "Devices used for the first time ever in the window (device changes)",
+        windows,
+        time_column="first",
+    )
+    new = per_application(spine, new_rows, new_exprs, zeros(new_defs))
+    return used_defs + new_defs, used.join(new, on="application_id", how="left")
+
+
 def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    horizon = max(settings.windows_days)
-    defs, exprs, fills = windowed(FAMILY, aggregates(settings, timezone), settings.windows_days)
-    changes = windowed(FAMILY, [device_changes()], settings.windows_days, "previous_ts")
+    """App behaviour features; reads ``app_events`` over all history (a device's first use)."""
+    windows = settings.windows_days
+    horizon = max(windows)
+    defs, exprs, fills = windowed(FAMILY, aggregates(settings, timezone), windows)
     recency_def, recency_expr = days_since_last_login(horizon)
     logins = login_trend(settings)
-    defs += [*changes[0], recency_def, logins.definition(FAMILY)]
-    exprs += [*changes[1], recency_expr]
-    fills += changes[2]
-    events = with_previous_event(
-        tables["app_events"].select("user_id", "ts", "event", "session_id", "device_id")
+    defs += [recency_def, logins.definition(FAMILY)]
+    exprs.append(recency_expr)
+    app_events = tables["app_events"].select("user_id", "ts", "event", "session_id", "device_id")
+    rows = events_before_cutoff(spine, app_events, horizon)
+    counts = per_application(spine, rows, exprs, fills, [logins])
+    session_defs, sessions = session_features(spine, rows, windows)
+    device_defs, devices = device_features(spine, rows, app_events, windows)
+    frame = counts.join(sessions, on="application_id", how="left").join(
+        devices, on="application_id", how="left"
     )
-    rows = events_before_cutoff(spine, events, horizon)
-    return defs, per_application(spine, rows, exprs, fills, [logins])
+    return defs + session_defs + device_defs, frame

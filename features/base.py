@@ -182,9 +182,9 @@ def entropy(mask: pl.Expr, column: str, categories: Sequence[str]) -> pl.Expr:
     n = count(mask).cast(pl.Float64)
     terms = []
     for category in categories:
-        c = count(mask, pl.col(column) == category).cast(pl.Float64)
-        terms.append(pl.when(c > 0).then(c * c.log()).otherwise(0.0))
-    return pl.when(n > 0).then(n.log() - pl.sum_horizontal(terms) / n)
+        p = count(mask, pl.col(column) == category).cast(pl.Float64) / n
+        terms.append(pl.when(p > 0).then(-p * p.log()).otherwise(0.0))
+    return pl.when(n > 0).then(pl.sum_horizontal(terms))
 
 
 def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:

@@ -251,15 +251,10 @@ def windowed(
 
 
 def events_before_cutoff(
-    spine: pl.LazyFrame,
-    events: pl.LazyFrame,
-    horizon_days: int | None,
-    time_column: str = "ts",
-    carry: Sequence[str] = (),
+    spine: pl.LazyFrame, events: pl.LazyFrame, horizon_days: int | None, time_column: str = "ts"
 ) -> pl.LazyFrame:
-    """Each application joined to its user's events in [cutoff - horizon, cutoff), with the
-    spine's keys and its `carry` columns."""
-    joined = spine.select(*SPINE_KEYS, *carry).join(events, on="user_id", how="inner")
+    """Each application joined to its user's events in [cutoff - horizon, cutoff)."""
+    joined = spine.select(SPINE_KEYS).join(events, on="user_id", how="inner")
     before = pl.col(time_column) < pl.col("cutoff")
     if horizon_days is not None:
         before &= pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=horizon_days)

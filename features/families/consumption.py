@@ -16,12 +16,11 @@ from features.base import (
     coefficient_of_variation,
     count,
     days_between,
-    distinct_counts,
+    distinct,
     entropy,
     events_before_cutoff,
     exact_mean,
     last_n,
-    latest_per_value,
     mean,
     per_application,
     share,
@@ -93,6 +92,11 @@ def habit_aggregates(settings: FeatureSettings) -> list[Aggregate]:
     """When, where, on what and how purchases are made."""
     return [
         Aggregate(
+            "consumption_active_days",
+            "Number of distinct local calendar days with a purchase",
+            lambda w: distinct(w, LOCAL_DAY),
+        ),
+        Aggregate(
             "consumption_night_share",
             f"Share of purchases made 00:00-{settings.night_end_hour:02d}:00 local time",
             lambda w: share(w, pl.col(NIGHT)),
@@ -133,61 +137,29 @@ def habit_aggregates(settings: FeatureSettings) -> list[Aggregate]:
             lambda w: entropy(w, "merchant_category", MERCHANT_CATEGORIES),
             fill=None,
         ),
+        Aggregate(
+            "consumption_distinct_cities",
+            "Number of distinct cities purchased in",
+            lambda w: distinct(w, "city"),
+        ),
+        Aggregate(
+            "consumption_distinct_devices",
+            "Number of distinct devices purchased from",
+            lambda w: distinct(w, "device_id"),
+        ),
     ]
 
 
-USUAL = "usual_amount"
-
-
 def large_purchases(settings: FeatureSettings, horizon: int) -> Aggregate:
-    """Purchases well above the user's usual amount: the mean over the longest window, which
-    the spine carries (``with_usual_amount``) so that the comparison is row by row."""
-    large = pl.col("amount") > settings.large_multiple * pl.col(USUAL)
+    """Purchases well above the user's usual amount; the rows span the longest window, so
+    the group's mean is the mean over that window."""
+    large = pl.col("amount") > settings.large_multiple * exact_mean(pl.col("amount"))
     return Aggregate(
         "consumption_large_count",
         f"Number of purchases above {settings.large_multiple:g} times the applicant's mean "
         f"purchase amount over the last {horizon} days",
         lambda w: count(w, large),
     )
-
-
-def with_usual_amount(spine: pl.LazyFrame, events: pl.LazyFrame, horizon: int) -> pl.LazyFrame:
-    """The spine with each application's mean purchase over the longest window.
-
-    A separate, reducible pass: comparing each row with its own group's mean inside the wide
-    group-by made the streaming engine hold every row (4x slower on generated data)."""
-    usual = (
-        events_before_cutoff(spine, events, horizon)
-        .group_by("application_id")
-        .agg(exact_mean(pl.col("amount")).alias(USUAL))
-    )
-    return spine.join(usual, on="application_id", how="left")
-
-
-DISTINCT = (
-    (
-        "consumption_active_days",
-        LOCAL_DAY,
-        "Number of distinct local calendar days with a purchase",
-    ),
-    ("consumption_distinct_cities", "city", "Number of distinct cities purchased in"),
-    ("consumption_distinct_devices", "device_id", "Number of distinct devices purchased from"),
-)
-
-
-def distinct_features(
-    spine: pl.LazyFrame, rows: pl.LazyFrame, windows: list[int]
-) -> tuple[list[FeatureDef], list[pl.LazyFrame]]:
-    """Distinct days, cities and devices per window, each from its own narrow query (latest
-    time per value), so that the wide group-by stays reducible."""
-    defs: list[FeatureDef] = []
-    frames: list[pl.LazyFrame] = []
-    for stem, column, description in DISTINCT:
-        counts_defs, exprs = distinct_counts(FAMILY, stem, description, windows)
-        zeros = {d.name: 0.0 for d in counts_defs}
-        frames.append(per_application(spine, latest_per_value(rows, column), exprs, zeros))
-        defs += counts_defs
-    return defs, frames
 
 
 def category_shares() -> list[Aggregate]:
@@ -230,16 +202,6 @@ def recency_and_last_n(
     return [recency, latest], exprs
 
 
-def last_n_frame(
-    spine: pl.LazyFrame, rows: pl.LazyFrame, settings: FeatureSettings, horizon: int
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """Recency and the last-N mean in a narrow query of their own: sorting each application's
-    purchases is not reducible, and inside the wide group-by it made the engine hold every row."""
-    defs, exprs = recency_and_last_n(settings, horizon)
-    narrow = rows.select("application_id", "cutoff", "ts", "amount")
-    return defs, per_application(spine, narrow, exprs, {})
-
-
 def trends(settings: FeatureSettings) -> list[Derived]:
     short, long = settings.trend_days
     label = f"{window_label(short)}/{window_label(long)}"
@@ -263,15 +225,12 @@ def build(
     specs = [*level_aggregates(), *habit_aggregates(settings), large_purchases(settings, horizon)]
     defs, exprs, fills = windowed(FAMILY, specs, settings.windows_days)
     share_defs, share_exprs, _ = windowed(FAMILY, category_shares(), [horizon])
+    latest_defs, latest_exprs = recency_and_last_n(settings, horizon)
     derived = trends(settings)
+    defs += [*share_defs, *latest_defs, *(d.definition(FAMILY) for d in derived)]
     events = tables["consumption"].select(EVENT_COLUMNS)
-    spine = with_usual_amount(spine, events, horizon)
-    rows = events_before_cutoff(spine, events, horizon, carry=[USUAL])
-    rows = with_local_time(rows, settings, timezone)
-    frame = per_application(spine, rows, [*exprs, *share_exprs], fills, derived=derived)
-    latest_defs, latest = last_n_frame(spine, rows, settings, horizon)
-    distinct_defs, distinct_frames = distinct_features(spine, rows, settings.windows_days)
-    for other in (latest, *distinct_frames):
-        frame = frame.join(other, on="application_id", how="left")
-    defs += [*share_defs, *(d.definition(FAMILY) for d in derived), *latest_defs, *distinct_defs]
+    rows = with_local_time(events_before_cutoff(spine, events, horizon), settings, timezone)
+    frame = per_application(
+        spine, rows, [*exprs, *share_exprs, *latest_exprs], fills, derived=derived
+    )
     return defs, frame

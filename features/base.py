@@ -330,3 +330,26 @@ def distinct_counts(
         in_window(d, time_column).sum().alias(f.name) for d, f in zip(windows, defs, strict=True)
     ]
     return defs, exprs
+
+
+def counts_by_value(
+    column: str,
+    values: Sequence[str],
+    name: Callable[[str], str],
+    describe: Callable[[str], str],
+) -> list[Aggregate]:
+    """One windowed count per value of an enumeration column (fill 0)."""
+    return [
+        Aggregate(name(v), describe(v), lambda w, v=v: count(w, pl.col(column) == v))
+        for v in values
+    ]
+
+
+def days_since_last(
+    name: str, family: str, horizon: int, description: str, where: pl.Expr | None = None
+) -> tuple[FeatureDef, pl.Expr]:
+    """Fractional days from the latest row (satisfying `where`) within the longest window to
+    the cut-off; null when there is none."""
+    times = pl.col("ts") if where is None else pl.when(where).then(pl.col("ts"))
+    definition = FeatureDef(name, family, window_label(horizon), description, 0.0, float(horizon))
+    return definition, days_between(pl.col("cutoff").first(), times.max()).alias(name)

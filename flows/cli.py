@@ -148,6 +148,19 @@ def generate(
     )
 
 
+def run_gate(settings: Settings, raw: Path, as_of: datetime | None) -> tuple[date, Any, Path]:
+    """The data gate as of `as_of` (default: the day after the latest record): the day, the
+    outcome and the folder of its report."""
+    from data.asof import default_as_of
+    from data.readers import scan_raw
+    from expectations.gate import run_data_gate
+
+    tz = settings.contract.timezone
+    day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
+    out = settings.run_dir(day.isoformat()) / "gate"
+    return day, run_data_gate(raw, out, settings.validation, tz, day), out
+
+
 @app.command()
 def validate(
     ctx: typer.Context,
@@ -168,17 +181,10 @@ def validate(
     ] = None,
 ) -> None:
     """Run the data gate alone: exit 0 when the data can be used (rows may be set aside)."""
-    from data.asof import default_as_of
-    from data.readers import scan_raw
     from data.storage import write_text_atomic
-    from expectations.gate import run_data_gate
 
     with user_errors():
-        settings = _settings(ctx)
-        tz = settings.contract.timezone
-        day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
-        out = settings.run_dir(day.isoformat()) / "gate"
-        outcome = run_data_gate(raw, out, settings.validation, tz, day)
+        _, outcome, out = run_gate(_settings(ctx), raw, as_of)
         if json_out:
             write_text_atomic(json.dumps(outcome.as_dict(), indent=2, sort_keys=True), json_out)
         print_gate(outcome)
@@ -215,10 +221,7 @@ def features(
     One row per application applied before the as-of day (approved or not), keyed by
     application_id, with user_id, partitioned by month: OUT/applied_month=YYYY-MM/.
     """
-    from data.asof import default_as_of
-    from data.readers import scan_raw
     from data.validation import scan_validated
-    from expectations.gate import run_data_gate
     from features.build import feature_table, store_manifest, update_feature_store
     from features.store import check_replaceable, part_files, write_feature_store
 
@@ -226,9 +229,7 @@ def features(
         settings = _settings(ctx)
         tz = settings.contract.timezone
         check_replaceable(out)  # before the gate, not after minutes of work
-        day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
-        gate_out = settings.run_dir(day.isoformat()) / "gate"
-        outcome = run_data_gate(raw, gate_out, settings.validation, tz, day)
+        day, outcome, gate_out = run_gate(settings, raw, as_of)
         if not outcome.ok:
             print_gate(outcome)
             raise DataGateStop(outcome.stops, gate_out / "report.json")

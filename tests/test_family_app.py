@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from family_frames import applications, build_family, row, utc
 
-from features.base import FeatureSettings
-from features.build import application_spine
 from features.families import app_behaviour
 
-TZ = "Asia/Shanghai"
 APPLICATIONS = [("a1", "u1", "2024-07-01 10:00"), ("a2", "u2", "2024-07-01 10:00")]
 EVENTS = [
     # ts (local), event, session_id, device_id
@@ -35,36 +33,13 @@ EVENTS = [
 ]
 
 
-def utc(column: str) -> pl.Expr:
-    """A local wall-clock time written as text, as the contract's UTC timestamp."""
-    local = pl.col(column).str.to_datetime("%Y-%m-%d %H:%M", time_unit="us", time_zone=TZ)
-    return local.dt.convert_time_zone("UTC")
-
-
 @pytest.fixture(scope="module")
 def features() -> pl.DataFrame:
-    applications = pl.LazyFrame(
-        APPLICATIONS, schema=["application_id", "user_id", "applied_at"], orient="row"
-    ).with_columns(
-        applied_at=utc("applied_at"),
-        amount_requested=pl.lit(1000.0),
-        term_months=pl.lit(5, pl.Int8),
-        channel=pl.lit("organic"),
-        decision=pl.lit("rejected"),
-    )
+    apps = applications(APPLICATIONS, ["application_id", "user_id", "applied_at"])
     events = pl.LazyFrame(
         EVENTS, schema=["ts", "event", "session_id", "device_id"], orient="row"
     ).with_columns(ts=utc("ts"), user_id=pl.lit("u1"))
-    spine = application_spine(applications, TZ)
-    defs, frame = app_behaviour.build({"app_events": events}, spine, FeatureSettings(), TZ)
-    table = frame.collect().sort("application_id")
-    assert table.columns == ["application_id", *(d.name for d in defs)]
-    assert len({d.name for d in defs}) == len(defs)
-    return table
-
-
-def row(features: pl.DataFrame, application_id: str) -> dict:
-    return features.filter(pl.col("application_id") == application_id).row(0, named=True)
+    return build_family(app_behaviour, {"applications": apps, "app_events": events})
 
 
 def test_sessions_and_abandoned_applications(features: pl.DataFrame) -> None:

@@ -4,17 +4,13 @@ application day."""
 from __future__ import annotations
 
 from datetime import date
-from types import ModuleType
 
 import polars as pl
 import pytest
+from family_frames import applications, build_family, by_window, row, utc
 
-from features.base import FeatureSettings
-from features.build import application_spine
 from features.families import bureau, history
 
-TZ = "Asia/Shanghai"
-WINDOWS = (7, 30, 90, 180)
 APPLICATIONS = [
     # application_id, user_id, applied_at (local), decision, loan_id, amount_requested
     ("b1", "u1", "2024-07-15 10:00", "rejected", None, 1000.0),
@@ -72,26 +68,10 @@ REPAYMENTS = [
 ]
 
 
-def utc(column: str) -> pl.Expr:
-    """A local wall-clock time written as text, as the contract's UTC timestamp."""
-    local = pl.col(column).str.to_datetime("%Y-%m-%d %H:%M", time_unit="us", time_zone=TZ)
-    return local.dt.convert_time_zone("UTC")
-
-
 def tables() -> dict[str, pl.LazyFrame]:
-    applications = pl.LazyFrame(
+    apps = applications(
         APPLICATIONS,
-        schema=[
-            "application_id",
-            "user_id",
-            "applied_at",
-            "decision",
-            "loan_id",
-            "amount_requested",
-        ],
-        orient="row",
-    ).with_columns(
-        applied_at=utc("applied_at"), term_months=pl.lit(5, pl.Int8), channel=pl.lit("organic")
+        ["application_id", "user_id", "applied_at", "decision", "loan_id", "amount_requested"],
     )
     inquiries = pl.LazyFrame(
         INQUIRIES, schema=["user_id", "ts", "reason", "institution_type"], orient="row"
@@ -116,34 +96,17 @@ def tables() -> dict[str, pl.LazyFrame]:
         amount_paid=pl.when(pl.col("paid_at").is_null()).then(0.0).otherwise(100.0),
     )
     return {
-        "applications": applications,
+        "applications": apps,
         "bureau_inquiries": inquiries,
         "bureau_snapshots": snapshots,
         "repayments": repayments,
     }
 
 
-def collect(family: ModuleType, data: dict[str, pl.LazyFrame]) -> pl.DataFrame:
-    spine = application_spine(data["applications"], TZ)
-    defs, frame = family.build(data, spine, FeatureSettings(), TZ)
-    table = frame.collect().sort("application_id")
-    assert table.columns == ["application_id", *(d.name for d in defs)]
-    assert len({d.name for d in defs}) == len(defs)
-    return table
-
-
 @pytest.fixture(scope="module")
 def features() -> pl.DataFrame:
     data = tables()
-    return collect(bureau, data).join(collect(history, data), on="application_id")
-
-
-def row(features: pl.DataFrame, application_id: str) -> dict:
-    return features.filter(pl.col("application_id") == application_id).row(0, named=True)
-
-
-def by_window(values: dict, stem: str) -> list:
-    return [values[f"{stem}_{n}d"] for n in WINDOWS]
+    return build_family(bureau, data).join(build_family(history, data), on="application_id")
 
 
 def test_inquiries_by_reason_and_institution(features: pl.DataFrame) -> None:

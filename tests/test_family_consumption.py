@@ -8,13 +8,12 @@ from datetime import datetime
 
 import polars as pl
 import pytest
+from family_frames import TZ, build_family
 
 from data.contract import MERCHANT_CATEGORIES
 from features.base import FeatureSettings
-from features.build import application_spine
 from features.families import consumption
 
-TZ = "Asia/Shanghai"
 SETTINGS = FeatureSettings(last_n=2)
 
 
@@ -65,10 +64,8 @@ def purchases(rows: tuple[tuple, ...]) -> pl.LazyFrame:
 
 
 def features(rows: tuple[tuple, ...]) -> dict[str, dict]:
-    spine = application_spine(applications(), TZ)
-    defs, frame = consumption.build({"consumption": purchases(rows)}, spine, SETTINGS, TZ)
-    table = frame.collect()
-    assert table.columns == ["application_id", *(d.name for d in defs)]
+    tables = {"applications": applications(), "consumption": purchases(rows)}
+    table = build_family(consumption, tables, SETTINGS)
     return {row["application_id"]: row for row in table.iter_rows(named=True)}
 
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from family_frames import applications, build_family, by_window, row, utc
 
 from data.config import LabelSettings
-from features.base import FeatureSettings
-from features.build import application_spine
 from features.families import social
 
-TZ = "Asia/Shanghai"
-WINDOWS = (7, 30, 90, 180)
 APPLICATIONS = [
     # application_id, user_id, applied_at (local), decision, loan_id
     ("a1", "u1", "2024-07-01 10:00", "rejected", None),
@@ -48,22 +45,9 @@ SOCIAL = [
 ]
 
 
-def utc(column: str) -> pl.Expr:
-    """A local wall-clock time written as text, as the contract's UTC timestamp."""
-    local = pl.col(column).str.to_datetime("%Y-%m-%d %H:%M", time_unit="us", time_zone=TZ)
-    return local.dt.convert_time_zone("UTC")
-
-
 def tables() -> dict[str, pl.LazyFrame]:
-    applications = pl.LazyFrame(
-        APPLICATIONS,
-        schema=["application_id", "user_id", "applied_at", "decision", "loan_id"],
-        orient="row",
-    ).with_columns(
-        applied_at=utc("applied_at"),
-        amount_requested=pl.lit(1000.0),
-        term_months=pl.lit(5, pl.Int8),
-        channel=pl.lit("organic"),
+    apps = applications(
+        APPLICATIONS, ["application_id", "user_id", "applied_at", "decision", "loan_id"]
     )
     repayments = pl.LazyFrame(
         REPAYMENTS, schema=["loan_id", "due_date"], orient="row"
@@ -77,26 +61,12 @@ def tables() -> dict[str, pl.LazyFrame]:
     events = pl.LazyFrame(
         SOCIAL, schema=["user_id", "peer_id", "ts", "interaction"], orient="row"
     ).with_columns(ts=utc("ts"))
-    return {"applications": applications, "repayments": repayments, "social": events}
+    return {"applications": apps, "repayments": repayments, "social": events}
 
 
 @pytest.fixture(scope="module")
 def features() -> pl.DataFrame:
-    data = tables()
-    spine = application_spine(data["applications"], TZ)
-    defs, frame = social.build(data, spine, FeatureSettings(), TZ, LabelSettings())
-    table = frame.collect().sort("application_id")
-    assert table.columns == ["application_id", *(d.name for d in defs)]
-    assert len({d.name for d in defs}) == len(defs)
-    return table
-
-
-def row(features: pl.DataFrame, application_id: str) -> dict:
-    return features.filter(pl.col("application_id") == application_id).row(0, named=True)
-
-
-def by_window(values: dict, stem: str) -> list:
-    return [values[f"{stem}_{n}d"] for n in WINDOWS]
+    return build_family(social, tables(), labels=LabelSettings())
 
 
 def test_interaction_counts_by_type(features: pl.DataFrame) -> None:

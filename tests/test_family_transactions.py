@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from family_frames import applications, build_family, row, utc
 
-from features.base import FeatureSettings
-from features.build import application_spine
 from features.families import transactions
-
-TZ = "Asia/Shanghai"
-
-
-def utc(column: str) -> pl.Expr:
-    """A local wall-clock time written as text, as the contract's UTC timestamp."""
-    local = pl.col(column).str.to_datetime("%Y-%m-%d %H:%M", time_unit="us", time_zone=TZ)
-    return local.dt.convert_time_zone("UTC")
-
 
 APPLICATIONS = [
     # application_id, user_id, applied_at (local), decision
@@ -47,29 +37,13 @@ LEDGER = [
 
 @pytest.fixture(scope="module")
 def features() -> pl.DataFrame:
-    applications = pl.LazyFrame(
-        APPLICATIONS, schema=["application_id", "user_id", "applied_at", "decision"], orient="row"
-    ).with_columns(
-        applied_at=utc("applied_at"),
-        amount_requested=pl.lit(1000.0),
-        term_months=pl.lit(5, pl.Int8),
-        channel=pl.lit("organic"),
-    )
+    apps = applications(APPLICATIONS, ["application_id", "user_id", "applied_at", "decision"])
     ledger = pl.LazyFrame(
         LEDGER,
         schema=["ts", "direction", "txn_type", "amount", "counterparty_id"],
         orient="row",
     ).with_columns(ts=utc("ts"), user_id=pl.lit("u1"))
-    spine = application_spine(applications, TZ)
-    defs, frame = transactions.build({"transactions": ledger}, spine, FeatureSettings(), TZ)
-    table = frame.collect().sort("application_id")
-    assert table.columns == ["application_id", *(d.name for d in defs)]
-    assert len({d.name for d in defs}) == len(defs)
-    return table
-
-
-def row(features: pl.DataFrame, application_id: str) -> dict:
-    return features.filter(pl.col("application_id") == application_id).row(0, named=True)
+    return build_family(transactions, {"applications": apps, "transactions": ledger})
 
 
 def test_salary_regularity_uses_local_calendar(features: pl.DataFrame) -> None:

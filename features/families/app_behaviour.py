@@ -14,7 +14,7 @@ from features.base import (
     FeatureDef,
     FeatureSettings,
     count,
-    days_between,
+    days_since_last,
     distinct_counts,
     events_before_cutoff,
     in_window,
@@ -63,16 +63,13 @@ def aggregates(settings: FeatureSettings, timezone: str) -> list[Aggregate]:
 
 
 def days_since_last_login(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    definition = FeatureDef(
+    return days_since_last(
         "app_days_since_last_login",
         FAMILY,
-        window_label(horizon),
+        horizon,
         "Days from the last login to the application day (null if none in the window)",
-        0.0,
-        float(horizon),
+        where=is_event("login"),
     )
-    last_login = pl.when(is_event("login")).then(pl.col("ts")).max()
-    return definition, days_between(pl.col("cutoff").first(), last_login).alias(definition.name)
 
 
 def login_trend(settings: FeatureSettings) -> Derived:

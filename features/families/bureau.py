@@ -17,12 +17,13 @@ from features.base import (
     FeatureDef,
     FeatureSettings,
     count,
+    counts_by_value,
     days_between,
+    days_since_last,
     events_before_cutoff,
     mean,
     per_application,
     values,
-    window_label,
     windowed,
 )
 
@@ -38,22 +39,18 @@ def inquiry_aggregates() -> list[Aggregate]:
     non_bank_loan = (pl.col("reason") == "loan_approval") & pl.col("institution_type").is_in(
         ["consumer_finance", "microloan"]
     )
-    by_reason = [
-        Aggregate(
-            f"bureau_inquiries_reason_{reason}",
-            f"Bureau inquiries with reason {reason}",
-            lambda w, reason=reason: count(w, pl.col("reason") == reason),
-        )
-        for reason in INQUIRY_REASONS
-    ]
-    by_institution = [
-        Aggregate(
-            f"bureau_inquiries_institution_{kind}",
-            f"Bureau inquiries by institutions of type {kind}",
-            lambda w, kind=kind: count(w, pl.col("institution_type") == kind),
-        )
-        for kind in INSTITUTION_TYPES
-    ]
+    by_reason = counts_by_value(
+        "reason",
+        INQUIRY_REASONS,
+        lambda reason: f"bureau_inquiries_reason_{reason}",
+        lambda reason: f"Bureau inquiries with reason {reason}",
+    )
+    by_institution = counts_by_value(
+        "institution_type",
+        INSTITUTION_TYPES,
+        lambda kind: f"bureau_inquiries_institution_{kind}",
+        lambda kind: f"Bureau inquiries by institutions of type {kind}",
+    )
     return [
         Aggregate("bureau_inquiries", "Bureau inquiries of any kind", count),
         *by_reason,
@@ -95,16 +92,12 @@ def gap_aggregates() -> list[Aggregate]:
 
 
 def days_since_last_inquiry(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    definition = FeatureDef(
+    return days_since_last(
         "bureau_days_since_last_inquiry",
         FAMILY,
-        window_label(horizon),
+        horizon,
         "Days from the last bureau inquiry to the application day (null if none in the window)",
-        0.0,
-        float(horizon),
     )
-    last = pl.col("ts").max()
-    return definition, days_between(pl.col("cutoff").first(), last).alias(definition.name)
 
 
 def utilisation(balance: str, limit: str) -> pl.Expr:

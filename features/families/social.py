@@ -19,6 +19,7 @@ from features.base import (
     FeatureDef,
     FeatureSettings,
     count,
+    counts_by_value,
     events_before_cutoff,
     per_application,
     ratio,
@@ -43,14 +44,9 @@ def interaction_description(kind: str) -> str:
 
 def aggregates() -> list[Aggregate]:
     """Over the applicant's own (outgoing) interactions."""
-    by_kind = [
-        Aggregate(
-            f"social_{kind}s",
-            interaction_description(kind),
-            lambda w, kind=kind: count(w, pl.col("interaction") == kind),
-        )
-        for kind in INTERACTIONS
-    ]
+    by_kind = counts_by_value(
+        "interaction", INTERACTIONS, lambda kind: f"social_{kind}s", interaction_description
+    )
     return [
         Aggregate("social_interactions", "Interactions initiated with other users", count),
         Aggregate(

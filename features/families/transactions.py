@@ -13,7 +13,7 @@ from features.base import (
     FeatureSettings,
     coefficient_of_variation,
     count,
-    days_between,
+    days_since_last,
     distinct,
     events_before_cutoff,
     exact_std,
@@ -165,16 +165,13 @@ def derived(settings: FeatureSettings) -> list[Derived]:
 
 
 def days_since_salary(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    definition = FeatureDef(
+    return days_since_last(
         "txn_days_since_salary",
         FAMILY,
-        window_label(horizon),
+        horizon,
         "Days from the last salary payment to the application day (null if none in the window)",
-        0.0,
-        float(horizon),
+        where=SALARY,
     )
-    last_salary = pl.when(SALARY).then(pl.col("ts")).max()
-    return definition, days_between(pl.col("cutoff").first(), last_salary).alias(definition.name)
 
 
 def build(

@@ -115,13 +115,14 @@ def count(mask: pl.Expr, where: pl.Expr | None = None) -> pl.Expr:
 FIXED_POINT = 1_000_000
 
 
-def _fixed(expr: pl.Expr) -> pl.Expr:
+def fixed_point(expr: pl.Expr) -> pl.Expr:
+    """The float expression as an exact integer of millionths."""
     return (expr * FIXED_POINT).round().cast(pl.Int128)
 
 
 def exact_sum(expr: pl.Expr) -> pl.Expr:
     """Sum of a float expression, the same whatever the order of the rows (0 if none)."""
-    return _fixed(expr).sum().cast(pl.Float64) / FIXED_POINT
+    return fixed_point(expr).sum().cast(pl.Float64) / FIXED_POINT
 
 
 def exact_mean(expr: pl.Expr) -> pl.Expr:
@@ -133,14 +134,39 @@ def exact_mean(expr: pl.Expr) -> pl.Expr:
 def exact_std(expr: pl.Expr) -> pl.Expr:
     """Sample standard deviation (ddof 1), order-independent; null below two values.
 
-    Computed as sqrt((n * sum(q^2) - sum(q)^2) / (n * (n - 1))) on the fixed-point integers q,
-    whose sums are exact, so the usual cancellation of that formula cannot occur.
+    From exact integer sums of the values in hundredths (:func:`std_from_sums`): exact for
+    values given to the cent, as the contract's amounts are.
     """
-    q = _fixed(expr)
-    n = expr.count().cast(pl.Int128)
-    spread_q = n * (q * q).sum() - q.sum() * q.sum()
-    variance = spread_q.cast(pl.Float64) / (n * (n - 1)).cast(pl.Float64)
-    return pl.when(n > 1).then(variance.sqrt() / FIXED_POINT)
+    c = cents(expr)
+    return std_from_sums(expr.count(), c.sum(), (c * c).sum()) / CENTS
+
+
+# Spreads are taken over hundredths: their sums of squares stay inside 128 bits for any
+# realistic amount (see std_from_sums).
+CENTS = 100
+INT128_SAFE = 1e38
+
+
+def cents(expr: pl.Expr) -> pl.Expr:
+    return (expr * CENTS).round().cast(pl.Int128)
+
+
+def std_from_sums(n: pl.Expr, total: pl.Expr, squares: pl.Expr) -> pl.Expr:
+    """Sample standard deviation from the count, sum and sum of squares of integers; null
+    below two values.
+
+    sqrt((n * squares - total^2) / (n * (n - 1))) is computed on the exact 128-bit integers,
+    so the cancellation that makes this formula unstable in floating point cannot occur. Where
+    n * squares would not fit in 128 bits (amounts of about 1e13 and more, which no contract
+    source should send), the floating-point form is used instead of a wrapped-around integer.
+    """
+    n = n.cast(pl.Int128)
+    exact = (n * squares - total * total).cast(pl.Float64)
+    n_float = n.cast(pl.Float64)
+    approximate = squares.cast(pl.Float64) * n_float - total.cast(pl.Float64) ** 2
+    fits = n_float * squares.cast(pl.Float64) < INT128_SAFE
+    spread = pl.when(fits).then(exact).otherwise(approximate).clip(lower_bound=0.0)
+    return pl.when(n > 1).then((spread / (n_float * (n_float - 1))).sqrt())
 
 
 def total(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
@@ -179,12 +205,18 @@ def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Exp
 
 def entropy(mask: pl.Expr, column: str, categories: Sequence[str]) -> pl.Expr:
     """Shannon entropy (nats) of the column's shares of `categories` over the window; null if
-    the window is empty. Built from one count per category, added in a fixed order: exact
-    counts and a deterministic sum, whatever order the rows come in."""
-    n = count(mask).cast(pl.Float64)
+    the window is empty. Built from one count per category: exact counts and a deterministic
+    sum, whatever order the rows come in."""
+    counts = [count(mask, pl.col(column) == category) for category in categories]
+    return entropy_of_counts(counts, count(mask))
+
+
+def entropy_of_counts(counts: Sequence[pl.Expr], n: pl.Expr) -> pl.Expr:
+    """Shannon entropy (nats) of the shares counts / n; null when n is 0."""
+    n = n.cast(pl.Float64)
     terms = []
-    for category in categories:
-        p = count(mask, pl.col(column) == category).cast(pl.Float64) / n
+    for category_count in counts:
+        p = category_count.cast(pl.Float64) / n
         terms.append(pl.when(p > 0).then(-p * p.log()).otherwise(0.0))
     # An explicit left fold: pl.sum_horizontal adds its inputs in an order that varies from
     # run to run, which changed the last bits of the entropy between identical runs.
@@ -255,10 +287,15 @@ def windowed(
 
 
 def events_before_cutoff(
-    spine: pl.LazyFrame, events: pl.LazyFrame, horizon_days: int | None, time_column: str = "ts"
+    spine: pl.LazyFrame,
+    events: pl.LazyFrame,
+    horizon_days: int | None,
+    time_column: str = "ts",
+    keys: Sequence[str] = SPINE_KEYS,
 ) -> pl.LazyFrame:
-    """Each application joined to its user's events in [cutoff - horizon, cutoff)."""
-    joined = spine.select(SPINE_KEYS).join(events, on="user_id", how="inner")
+    """Each application (its `keys` columns) joined to its user's events in
+    [cutoff - horizon, cutoff)."""
+    joined = spine.select(keys).join(events, on="user_id", how="inner")
     before = pl.col(time_column) < pl.col("cutoff")
     if horizon_days is not None:
         before &= pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=horizon_days)
@@ -297,6 +334,43 @@ def local_hour(column: str, timezone: str) -> pl.Expr:
 def days_between(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
     """Fractional days from `earlier` to `later`."""
     return (later - earlier).dt.total_seconds(fractional=True) / 86_400.0
+
+
+def window_bucket(windows: Sequence[int], time_column: str = "ts") -> pl.Expr:
+    """How many of the windows (any order) do not contain the row: a row lies in the i-th
+    shortest window exactly when its bucket is at most i.
+
+    Aggregating per (application, bucket) once and adding the buckets up afterwards costs one
+    update per state and row, where one masked aggregate per window costs one per window.
+    """
+    outside = [(~in_window(days, time_column)).cast(pl.UInt8) for days in sorted(windows)]
+    return functools.reduce(operator.add, outside)
+
+
+DAY_BITS = 64
+
+
+def day_bit_words(horizon: int) -> int:
+    """UInt64 words that hold one bit per local day offset 0..horizon + 1 (a window of N days
+    of 24 hours can touch N + 1 local days when a daylight-saving switch falls in it)."""
+    return (horizon + 1) // DAY_BITS + 1
+
+
+def day_bits(offset: pl.Expr, horizon: int) -> list[pl.Expr]:
+    """The day `offset` (local days before the cut-off's day) as a single bit, one expression
+    per word: their bitwise-or over rows is the set of days with a row, a reducible
+    aggregate, where a distinct count of days is not."""
+    words = []
+    for word in range(day_bit_words(horizon)):
+        low = word * DAY_BITS
+        bit = pl.lit(2, pl.UInt64).pow((offset - low).cast(pl.UInt32))
+        words.append(pl.when((offset >= low) & (offset < low + DAY_BITS)).then(bit))
+    return words
+
+
+def count_bits(words: Sequence[pl.Expr]) -> pl.Expr:
+    """The number of days in a set held by :func:`day_bits` words."""
+    return functools.reduce(operator.add, [w.bitwise_count_ones().cast(pl.UInt32) for w in words])
 
 
 def in_window(days: int, time_column: str = "ts") -> pl.Expr:

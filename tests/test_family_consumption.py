@@ -158,3 +158,17 @@ def test_last_n_since_previous_loan_and_trends(by_app: dict[str, dict]) -> None:
 
 def test_purchases_at_or_after_the_cutoff_are_ignored(by_app: dict[str, dict]) -> None:
     assert features(PURCHASES) == by_app
+
+
+def test_spread_of_huge_amounts_is_not_wrapped_around() -> None:
+    # Sums of squares of such amounts in cents pass 2^127: the spread must come from the
+    # floating-point form, not from a 128-bit integer that wrapped around.
+    huge = (
+        (datetime(2024, 6, 13, 12, 0), 1e15, "travel", "credit", "Shanghai", "d1"),
+        (datetime(2024, 6, 12, 12, 0), 3e15, "travel", "credit", "Shanghai", "d1"),
+        (datetime(2024, 6, 11, 12, 0), 2e15, "travel", "credit", "Shanghai", "d1"),
+    )
+    a2 = features(huge)["a2"]
+    assert a2["consumption_amount_std_7d"] == pytest.approx(1e15, rel=1e-9)
+    assert a2["consumption_amount_mean_7d"] == pytest.approx(2e15)
+    assert a2["consumption_amount_cv_7d"] == pytest.approx(0.5, rel=1e-9)

@@ -185,9 +185,13 @@ def polars_consumption(
             tables = consumption_view(raw, as_of)
             spine_frame = pl.scan_parquet(spine)
             if users is not None:
-                chosen = pl.col("user_id").is_in(pl.Series(users))
-                tables = {"consumption": tables["consumption"].filter(chosen)}
-                spine_frame = spine_frame.filter(chosen)
+                # A semi join: `is_in` with a literal list of the 38k ids took 46.0 s here
+                # against 12.8 s for the semi join (same sample, same session).
+                chosen = pl.LazyFrame({"user_id": users})
+                tables = {
+                    "consumption": tables["consumption"].join(chosen, on="user_id", how="semi")
+                }
+                spine_frame = spine_frame.join(chosen, on="user_id", how="semi")
             lazy = consumption_frame(tables, spine_frame)
             return len(lazy.sort("application_id").collect(engine=engine)), note
 

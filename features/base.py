@@ -203,14 +203,6 @@ def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Exp
     return values(mask, column, where).drop_nulls().n_unique()
 
 
-def entropy(mask: pl.Expr, column: str, categories: Sequence[str]) -> pl.Expr:
-    """Shannon entropy (nats) of the column's shares of `categories` over the window; null if
-    the window is empty. Built from one count per category: exact counts and a deterministic
-    sum, whatever order the rows come in."""
-    counts = [count(mask, pl.col(column) == category) for category in categories]
-    return entropy_of_counts(counts, count(mask))
-
-
 def entropy_of_counts(counts: Sequence[pl.Expr], n: pl.Expr) -> pl.Expr:
     """Shannon entropy (nats) of the shares counts / n; null when n is 0."""
     n = n.cast(pl.Float64)
@@ -254,7 +246,12 @@ def fill_for(name: str, value: float, since_prev_loan: bool = False) -> pl.Expr:
     """The value of feature `name` for an application without rows: `value`, except that a
     "since the previous loan" feature stays null when there was no previous loan."""
     filled = pl.col(name).fill_null(value)
-    return pl.when(pl.col("prev_loan_at").is_not_null()).then(filled) if since_prev_loan else filled
+    return only_after_a_loan(filled) if since_prev_loan else filled
+
+
+def only_after_a_loan(value: pl.Expr) -> pl.Expr:
+    """`value` where the applicant had a previous loan with us, null otherwise."""
+    return pl.when(pl.col("prev_loan_at").is_not_null()).then(value)
 
 
 def windowed(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from data.asof import local_date
 from data.contract import MERCHANT_CATEGORIES
 from features.base import (
     CENTS,
@@ -41,6 +42,7 @@ from features.base import (
     events_before_cutoff,
     fixed_point,
     last_n,
+    only_after_a_loan,
     ratio,
     std_from_sums,
     trend,
@@ -262,7 +264,7 @@ def expand(specs: list[PerWindow], windows: list[int]) -> tuple[list[FeatureDef]
             defs.append(FeatureDef(name, FAMILY, label, spec.description, *spec.bounds))
             value = spec.value(at(label))
             if label == SINCE_PREV_LOAN:
-                value = pl.when(pl.col("prev_loan_at").is_not_null()).then(value)
+                value = only_after_a_loan(value)
             exprs.append(value.alias(name))
     return defs, exprs
 
@@ -315,8 +317,8 @@ def joined_purchases(
 ) -> pl.LazyFrame:
     """Each application's purchases within the longest window, with their window bucket."""
     events = tables["consumption"].select(EVENT_COLUMNS)
-    keyed = spine.select(APP, "user_id", "cutoff", "prev_loan_at", "cutoff_day")
-    rows = events_before_cutoff(keyed, events, max(windows), keys=keyed.collect_schema().names())
+    keys = (APP, "user_id", "cutoff", "prev_loan_at", "cutoff_day")
+    rows = events_before_cutoff(spine, events, max(windows), keys=keys)
     # The local time once per row: every calendar state reads it.
     local = pl.col("ts").dt.convert_time_zone(timezone).alias(LOCAL)
     return rows.with_columns(local, window_bucket(windows).alias(BUCKET))
@@ -356,9 +358,7 @@ def build(
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     windows = sorted(settings.windows_days)
     horizon = windows[-1]
-    keyed = spine.with_row_index(APP).with_columns(
-        cutoff_day=pl.col("cutoff").dt.convert_time_zone(timezone).dt.date()
-    )
+    keyed = spine.with_row_index(APP).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
     groups = rows.group_by(APP, BUCKET, *PLACES).agg(partial_states(settings, horizon))
     narrow = rows.select(APP, BUCKET, "ts", "amount")

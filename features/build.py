@@ -58,7 +58,9 @@ def application_spine(applications: pl.LazyFrame, timezone: str) -> pl.LazyFrame
         .select("user_id", prev_loan_at="applied_at")
         .sort("prev_loan_at")
     )
-    return spine.sort("cutoff").join_asof(
+    # A total order (cut-off, then id): the families number the spine's rows, and every
+    # evaluation of a lazy spine must number them alike.
+    return spine.sort("cutoff", "application_id").join_asof(
         loans,
         left_on="cutoff",
         right_on="prev_loan_at",

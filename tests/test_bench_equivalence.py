@@ -76,16 +76,18 @@ def test_pandas_matches_polars(
     assert_same_features(polars_features, pl.from_pandas(actual))
 
 
-def test_pandas_sample_is_the_same_features_of_fewer_applications(
-    small_raw: Path, as_of: date, spine: Path, polars_features: pl.DataFrame
+def test_sample_root_holds_the_same_features_of_fewer_applications(
+    small_raw: Path, as_of: date, spine: Path, polars_features: pl.DataFrame, tmp_path: Path
 ) -> None:
-    users = bench_features.sample_users(spine, 0.1)
-    cutoff = day_start_utc(as_of, TZ)
-    actual = pl.from_pandas(consumption_pandas.run(small_raw, spine, cutoff, SETTINGS, TZ, users))
+    root = bench_features.write_sample(small_raw, spine, 0.1, tmp_path / "sample")
+    sample_spine = root / bench_features.SPINE_FILE
     expected = polars_features.join(
-        pl.read_parquet(spine).filter(pl.col("user_id").is_in(users)).select("application_id"),
-        on="application_id",
-        how="semi",
+        pl.read_parquet(sample_spine).select("application_id"), on="application_id", how="semi"
     )
-    assert 0 < actual.height < polars_features.height // 5
-    assert_same_features(expected, actual)
+    assert 0 < expected.height < polars_features.height // 5
+    cutoff = day_start_utc(as_of, TZ)
+    from_pandas = consumption_pandas.run(root, sample_spine, cutoff, SETTINGS, TZ)
+    assert_same_features(expected, pl.from_pandas(from_pandas))
+    tables = bench_features.consumption_view(root, as_of)
+    _, frame = consumption.build(tables, pl.scan_parquet(sample_spine), SETTINGS, TZ)
+    assert_same_features(expected, frame.collect(engine="streaming"))

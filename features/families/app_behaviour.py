@@ -25,6 +25,7 @@ from features.base import (
     trend,
     window_label,
     windowed,
+    with_application_key,
 )
 
 FAMILY = "app_behaviour"
@@ -145,6 +146,7 @@ def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     """App behaviour features; reads ``app_events`` over all history (a device's first use)."""
+    spine = with_application_key(spine)
     windows = settings.windows_days
     horizon = max(windows)
     defs, exprs, fills = windowed(FAMILY, aggregates(settings, timezone), windows)

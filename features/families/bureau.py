@@ -25,6 +25,7 @@ from features.base import (
     per_application,
     values,
     windowed,
+    with_application_key,
 )
 
 FAMILY = "bureau"
@@ -245,6 +246,7 @@ def snapshot_features(
 def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    spine = with_application_key(spine)
     horizon = max(settings.windows_days)
     defs, exprs, fills = windowed(FAMILY, inquiry_aggregates(), settings.windows_days)
     gap_defs, gap_exprs, _ = windowed(FAMILY, gap_aggregates(), [horizon], "previous_ts")

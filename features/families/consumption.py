@@ -26,6 +26,7 @@ import polars as pl
 from data.asof import local_date
 from data.contract import MERCHANT_CATEGORIES
 from features.base import (
+    APPLICATION,
     CENTS,
     FIXED_POINT,
     SHARE,
@@ -48,11 +49,12 @@ from features.base import (
     trend,
     window_bucket,
     window_label,
+    with_application_key,
 )
 
 FAMILY = "consumption"
 EVENT_COLUMNS = ("user_id", "ts", "amount", "merchant_category", "city", "device_id", "pay_method")
-APP, BUCKET, LOCAL = "_application", "_bucket", "_local"
+APP, BUCKET, LOCAL = APPLICATION, "_bucket", "_local"
 PLACES = ("city", "device_id")
 State = Callable[[str], pl.Expr]  # a windowed state of the window being defined, by name
 
@@ -358,7 +360,7 @@ def build(
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     windows = sorted(settings.windows_days)
     horizon = windows[-1]
-    keyed = spine.with_row_index(APP).with_columns(cutoff_day=local_date("cutoff", timezone))
+    keyed = with_application_key(spine).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
     groups = rows.group_by(APP, BUCKET, *PLACES).agg(partial_states(settings, horizon))
     narrow = rows.select(APP, BUCKET, "ts", "amount")

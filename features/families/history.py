@@ -7,6 +7,7 @@ import polars as pl
 from data.asof import local_date
 from features.base import (
     SHARE,
+    SPINE_KEYS,
     Aggregate,
     FeatureDef,
     FeatureSettings,
@@ -15,6 +16,7 @@ from features.base import (
     fill_for,
     per_application,
     windowed,
+    with_application_key,
 )
 
 FAMILY = "history"
@@ -32,7 +34,7 @@ def previous_applications(spine: pl.LazyFrame, applications: pl.LazyFrame) -> pl
         prev_amount="amount_requested",
     )
     return (
-        spine.select("application_id", "user_id", "cutoff", "prev_loan_at")
+        spine.select(SPINE_KEYS)
         .join(earlier, on="user_id", how="inner")
         .filter(pl.col("prev_applied_at") < pl.col("cutoff"))
     )
@@ -138,6 +140,7 @@ def definitions(window_defs: list[FeatureDef]) -> list[FeatureDef]:
 def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    spine = with_application_key(spine)
     previous = previous_applications(spine, tables["applications"])
     window_defs, window_exprs, window_fills = windowed(
         FAMILY, [loans_in_window()], settings.windows_days, "prev_applied_at"

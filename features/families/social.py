@@ -14,6 +14,7 @@ from data.config import LabelSettings
 from data.contract import INTERACTIONS
 from data.labels import default_observed_dates
 from features.base import (
+    APPLICATION,
     SHARE,
     Aggregate,
     FeatureDef,
@@ -25,6 +26,7 @@ from features.base import (
     ratio,
     window_label,
     windowed,
+    with_application_key,
 )
 
 FAMILY = "social"
@@ -71,10 +73,12 @@ def both_directions(social: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([sent, received], how="vertical")
 
 
-def reciprocity(rows: pl.LazyFrame, windows: list[int]) -> tuple[list[FeatureDef], pl.LazyFrame]:
+def reciprocity(
+    spine: pl.LazyFrame, rows: pl.LazyFrame, windows: list[int]
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
     """Per window: of the distinct peers the applicant reached, the share who also reached the
     applicant in the same window (null when the applicant reached nobody)."""
-    pairs = rows.group_by("application_id", "peer_id").agg(
+    pairs = rows.group_by(APPLICATION, "peer_id").agg(
         pl.col("cutoff").first(),
         last_sent=pl.when(OUTGOING).then(pl.col("ts")).max(),
         last_received=pl.when(~OUTGOING).then(pl.col("ts")).max(),
@@ -96,7 +100,7 @@ def reciprocity(rows: pl.LazyFrame, windows: list[int]) -> tuple[list[FeatureDef
             )
         )
         exprs.append(ratio(mutual.sum(), reached.sum()).alias(name))
-    return defs, pairs.group_by("application_id").agg(exprs)
+    return defs, per_application(spine, pairs, exprs)
 
 
 def friendships(social: pl.LazyFrame) -> pl.LazyFrame:
@@ -154,11 +158,12 @@ def build(
     labels: LabelSettings | None = None,
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     windows = settings.windows_days
+    spine = with_application_key(spine)
     defs, exprs, fills = windowed(FAMILY, aggregates(), windows)
     events = tables["social"].select("user_id", "peer_id", "ts", "interaction")
     rows = events_before_cutoff(spine, both_directions(events), max(windows))
     interactions = per_application(spine, rows.filter(OUTGOING), exprs, fills)
-    reciprocity_defs, reciprocity_frame = reciprocity(rows, windows)
+    reciprocity_defs, reciprocity_frame = reciprocity(spine, rows, windows)
     friend_defs, friend_frame = friend_features(tables, spine, labels or LabelSettings(), timezone)
     frame = interactions.join(reciprocity_frame, on="application_id", how="left").join(
         friend_frame, on="application_id", how="left"

@@ -24,6 +24,7 @@ from features.base import (
     trend,
     window_label,
     windowed,
+    with_application_key,
 )
 
 FAMILY = "transactions"
@@ -177,6 +178,7 @@ def days_since_salary(horizon: int) -> tuple[FeatureDef, pl.Expr]:
 def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    spine = with_application_key(spine)
     horizon = max(settings.windows_days)
     per_window = cash_flow_aggregates() + transfer_aggregates() + other_lender_aggregates()
     defs, exprs, fills = windowed(FAMILY, per_window, settings.windows_days)

@@ -14,13 +14,15 @@ own process (so peak RSS is its own), one after the other:
   engine as the pipeline does (``polars-consumption-in-memory``: the in-memory engine);
 - ``duckdb-consumption``: the same features as DuckDB SQL (``consumption_sql.py``);
 - ``pandas-consumption``: the same features as vectorised pandas (``consumption_pandas.py``),
-  on the applications of a random FRACTION of users with ``--pandas-sample``, against
-  ``polars-consumption-sample``: the Polars family on the same users, read the same way;
+  against ``polars-consumption-sample``: the Polars family on the same raw root. With
+  ``--pandas-sample FRACTION`` both run on a sample root written before any stage (untimed):
+  the purchases of a random FRACTION of the applicants, as one Parquet file in the raw files'
+  columns, and their spine; both engines read those same files from start to end;
 - ``floor-all``: a bare scan of every column the whole feature build reads;
 - ``polars-all``: the whole feature table (``features.build.feature_table``).
 
 A stage's seconds run from the raw files to the result in memory (the pipeline's reader, its
-footer checks and as-of view included); what only sets a stage up (drawing the pandas sample,
+footer checks and as-of view included); what only sets a stage up (writing the sample root,
 probing which columns the build reads) is not timed. Prints one Markdown row per stage:
 applications out, seconds, the ratio to the Polars stage of its group (measured seconds, also
 for a pandas sample, whose row says the fraction: nothing is extrapolated) and the peak RSS.
@@ -54,6 +56,8 @@ CONSUMPTION = (
     "polars-consumption-sample",
     "pandas-consumption",
 )
+SAMPLED = ("polars-consumption-sample", "pandas-consumption")
+SPINE_FILE = "spine.parquet"
 ALL = ("floor-all", "polars-all")
 STAGES = (*CONSUMPTION, *ALL)
 Measured = tuple[int | None, str]  # applications out (none for a floor), a note for the row
@@ -70,11 +74,11 @@ def write_spine(raw: Path, as_of: date, out: Path) -> int:
     """The application spine of the as-of view, as Parquet; returns the number of applications."""
     from data.asof import build_view
     from data.readers import scan_raw
-    from features.base import SPINE_KEYS
+    from features.base import SPINE_COLUMNS
     from features.build import application_spine
 
     view = build_view(scan_raw(raw, ["applications"]), as_of, TZ)
-    spine = application_spine(view["applications"], TZ).select(SPINE_KEYS).collect()
+    spine = application_spine(view["applications"], TZ).select(SPINE_COLUMNS).collect()
     spine.write_parquet(out)
     return spine.height
 
@@ -160,10 +164,16 @@ def whole_view(raw: Path, as_of: date) -> dict[str, pl.LazyFrame]:
     return build_view(scan_raw(raw), as_of, TZ).kept
 
 
-def sample_users(spine: Path, fraction: float, seed: int = 0) -> list[str]:
-    """A random `fraction` of the spine's users (sorted ids, fixed seed: the same every run)."""
+def write_sample(raw: Path, spine: Path, fraction: float, out: Path, seed: int = 0) -> Path:
+    """A raw root under `out` holding the purchases of a random `fraction` of the spine's users
+    (fixed seed: the same every run) in the raw files' own columns, and their spine; returns it."""
     users = pl.read_parquet(spine, columns=["user_id"])["user_id"].unique().sort()
-    return users.sample(fraction=fraction, seed=seed).to_list()
+    chosen = users.sample(fraction=fraction, seed=seed).to_frame().lazy()
+    (out / "consumption").mkdir(parents=True)
+    purchases = pl.scan_parquet(raw / "consumption", hive_partitioning=False)
+    purchases.join(chosen, on="user_id", how="semi").sink_parquet(out / "consumption" / "0.parquet")
+    pl.scan_parquet(spine).join(chosen, on="user_id", how="semi").sink_parquet(out / SPINE_FILE)
+    return out
 
 
 def floor_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
@@ -171,28 +181,14 @@ def floor_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Wor
     return lambda: floor(consumption_view(raw, as_of), used)
 
 
-def polars_consumption(
-    engine: str, sampled: bool = False
-) -> Callable[[Path, date, Path, float], Work]:
-    """The Polars family; `sampled`: on the same users as the pandas stage, read the same way
-    (the sample's purchases only)."""
+def polars_consumption(engine: str) -> Callable[[Path, date, Path, float], Work]:
+    """The Polars family, collected by `engine`."""
 
     def prepare(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
-        users = sample_users(spine, sample) if sampled and sample < 1 else None
-        note = f"engine={engine}" + (f", sample: {sample:g} of users" if users else "")
+        note = f"engine={engine}" + (f", sample: {sample:g} of users" if sample < 1 else "")
 
         def work() -> Measured:
-            tables = consumption_view(raw, as_of)
-            spine_frame = pl.scan_parquet(spine)
-            if users is not None:
-                # A semi join: `is_in` with a literal list of the 38k ids took 46.0 s here
-                # against 12.8 s for the semi join (same sample, same session).
-                chosen = pl.LazyFrame({"user_id": users})
-                tables = {
-                    "consumption": tables["consumption"].join(chosen, on="user_id", how="semi")
-                }
-                spine_frame = spine_frame.join(chosen, on="user_id", how="semi")
-            lazy = consumption_frame(tables, spine_frame)
+            lazy = consumption_frame(consumption_view(raw, as_of), pl.scan_parquet(spine))
             return len(lazy.sort("application_id").collect(engine=engine)), note
 
         return work
@@ -225,12 +221,11 @@ def pandas_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Wo
     from data.asof import day_start_utc
     from features.base import FeatureSettings
 
-    users = sample_users(spine, sample) if sample < 1 else None
-    note = "all users" if users is None else f"sample: {sample:g} of users ({len(users):,})"
+    note = "all users" if sample == 1 else f"sample: {sample:g} of users"
 
     def work() -> Measured:
         cutoff = day_start_utc(as_of, TZ)
-        frame = consumption_pandas.run(raw, spine, cutoff, FeatureSettings(), TZ, users)
+        frame = consumption_pandas.run(raw, spine, cutoff, FeatureSettings(), TZ)
         return len(frame), note
 
     return work
@@ -257,7 +252,7 @@ PREPARE: dict[str, Callable[[Path, date, Path, float], Work]] = {
     "floor-consumption": floor_consumption,
     "polars-consumption": polars_consumption("streaming"),
     "polars-consumption-in-memory": polars_consumption("in-memory"),
-    "polars-consumption-sample": polars_consumption("streaming", sampled=True),
+    "polars-consumption-sample": polars_consumption("streaming"),
     "duckdb-consumption": duckdb_consumption,
     "pandas-consumption": pandas_consumption,
     "floor-all": floor_all,
@@ -349,15 +344,20 @@ def main() -> None:
         print(json.dumps(stage))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        spine = Path(tmp) / "spine.parquet"
+        spine = Path(tmp) / SPINE_FILE
         started = time.perf_counter()
         n = write_spine(args.raw, args.as_of, spine)
         spine_seconds = time.perf_counter() - started
+        sampled = args.raw, spine
+        if args.pandas_sample < 1 and set(SAMPLED) & set(args.stages):
+            root = write_sample(args.raw, spine, args.pandas_sample, Path(tmp) / "sample")
+            sampled = root, root / SPINE_FILE
         stages = [s for s in STAGES if s in args.stages]
         runs: dict[str, list[dict[str, object]]] = {name: [] for name in stages}
         for _ in range(args.repeat):
             for name in stages:
-                run = run_in_subprocess(name, args.raw, args.as_of, spine, args.pandas_sample)
+                raw, on = sampled if name in SAMPLED else (args.raw, spine)
+                run = run_in_subprocess(name, raw, args.as_of, on, args.pandas_sample)
                 runs[name].append(run)
                 print(f"{name}: {run}", file=sys.stderr)
     results = {name: best_of(stage_runs) for name, stage_runs in runs.items()}

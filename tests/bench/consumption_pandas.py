@@ -8,7 +8,6 @@ users or applications.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -25,15 +24,11 @@ KEY = "application_id"
 
 
 def read_inputs(
-    raw: Path, spine: Path, as_of_cutoff: datetime, users: Iterable[str] | None = None
+    raw: Path, spine: Path, as_of_cutoff: datetime
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The spine and the purchases before the as-of cut-off (of `users` only, if given)."""
+    """The spine and the purchases before the as-of cut-off."""
     applications = pd.read_parquet(spine, columns=SPINE_COLUMNS)
-    filters: list[tuple[str, str, object]] = [("ts", "<", pd.Timestamp(as_of_cutoff))]
-    if users is not None:
-        chosen = sorted(set(users))
-        applications = applications[applications["user_id"].isin(chosen)]
-        filters.append(("user_id", "in", chosen))
+    filters = [("ts", "<", pd.Timestamp(as_of_cutoff))]
     events = pd.read_parquet(Path(raw) / "consumption", columns=EVENT_COLUMNS, filters=filters)
     return applications, events
 
@@ -206,8 +201,7 @@ def run(
     as_of_cutoff: datetime,
     settings: FeatureSettings,
     timezone: str,
-    users: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Read the inputs and compute the features (of the applications of `users` only, if given)."""
-    applications, events = read_inputs(raw, spine, as_of_cutoff, users)
+    """Read the inputs and compute the features of every spine application."""
+    applications, events = read_inputs(raw, spine, as_of_cutoff)
     return consumption_features(applications, events, settings, timezone)

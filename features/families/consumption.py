@@ -18,15 +18,13 @@ Every feature is then an expression over the windowed states.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import polars as pl
 
 from data.asof import local_date
 from data.contract import MERCHANT_CATEGORIES
 from features.base import (
     APPLICATION,
+    BUCKET,
     CENTS,
     FIXED_POINT,
     SHARE,
@@ -34,6 +32,10 @@ from features.base import (
     Derived,
     FeatureDef,
     FeatureSettings,
+    PerWindow,
+    State,
+    at,
+    bucket_totals,
     cents,
     count_bits,
     day_bit_words,
@@ -41,9 +43,9 @@ from features.base import (
     days_between,
     entropy_of_counts,
     events_before_cutoff,
+    expand,
     fixed_point,
     last_n,
-    only_after_a_loan,
     ratio,
     std_from_sums,
     trend,
@@ -54,20 +56,8 @@ from features.base import (
 
 FAMILY = "consumption"
 EVENT_COLUMNS = ("user_id", "ts", "amount", "merchant_category", "city", "device_id", "pay_method")
-APP, BUCKET, LOCAL = APPLICATION, "_bucket", "_local"
+APP, LOCAL = APPLICATION, "_local"
 PLACES = ("city", "device_id")
-State = Callable[[str], pl.Expr]  # a windowed state of the window being defined, by name
-
-
-@dataclass(frozen=True)
-class PerWindow:
-    """A feature defined once and computed for every window from that window's states."""
-
-    stem: str
-    description: str
-    value: Callable[[State], pl.Expr]
-    bounds: tuple[float | None, float | None] = (0.0, None)
-    since_prev_loan: bool = False
 
 
 def category_state(category: str) -> str:
@@ -119,11 +109,10 @@ SUMMED = (
 
 def windowed_states(windows: list[int], horizon: int) -> list[pl.Expr]:
     """Per application: the partial states of the buckets inside each window, combined."""
-    exprs = []
+    exprs = bucket_totals(SUMMED, windows)
     for i, days in enumerate(windows):
         inside = pl.col(BUCKET) <= i
         label = window_label(days)
-        exprs += [pl.when(inside).then(pl.col(s)).sum().alias(f"{s}@{label}") for s in SUMMED]
         exprs.append(pl.when(inside).then(pl.col("amount_max")).max().alias(f"amount_max@{label}"))
         words = [
             pl.when(inside).then(pl.col(f"day_bits_{k}")).bitwise_or().fill_null(0)
@@ -136,10 +125,6 @@ def windowed_states(windows: list[int], horizon: int) -> list[pl.Expr]:
         ]
     since = [f"{s}@{SINCE_PREV_LOAN}" for s in ("n", "amount_micro")]
     return [*exprs, *(pl.col(s).sum() for s in since), pl.col("last_ts").max()]
-
-
-def at(label: str) -> State:
-    return lambda state: pl.col(f"{state}@{label}")
 
 
 def amount_mean(s: State) -> pl.Expr:
@@ -254,23 +239,6 @@ def category_shares() -> list[PerWindow]:
     ]
 
 
-def expand(specs: list[PerWindow], windows: list[int]) -> tuple[list[FeatureDef], list[pl.Expr]]:
-    """Every spec over every window, and over the rows since the previous loan where asked
-    (null without a previous loan)."""
-    defs, exprs = [], []
-    for spec in specs:
-        labels = [window_label(days) for days in windows]
-        labels += [SINCE_PREV_LOAN] if spec.since_prev_loan else []
-        for label in labels:
-            name = f"{spec.stem}_{label}"
-            defs.append(FeatureDef(name, FAMILY, label, spec.description, *spec.bounds))
-            value = spec.value(at(label))
-            if label == SINCE_PREV_LOAN:
-                value = only_after_a_loan(value)
-            exprs.append(value.alias(name))
-    return defs, exprs
-
-
 def recency_and_last_n(
     settings: FeatureSettings, horizon: int
 ) -> tuple[list[FeatureDef], list[pl.Expr]]:
@@ -372,8 +340,8 @@ def build(
     ).join(latest_mean(recent.lazy(), windowed, settings, windows), on=APP, how="left")
 
     specs = [*level_features(), *habit_features(settings), large_purchases(settings, horizon)]
-    defs, exprs = expand(specs, windows)
-    share_defs, share_exprs = expand(category_shares(), [horizon])
+    defs, exprs = expand(FAMILY, specs, windows)
+    share_defs, share_exprs = expand(FAMILY, category_shares(), [horizon])
     latest_defs, latest_exprs = recency_and_last_n(settings, horizon)
     derived = trends(settings)
     defs += [*share_defs, *latest_defs, *(d.definition(FAMILY) for d in derived)]

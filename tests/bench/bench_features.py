@@ -356,8 +356,10 @@ def main() -> None:
         runs: dict[str, list[dict[str, object]]] = {name: [] for name in stages}
         for _ in range(args.repeat):
             for name in stages:
-                raw, on = sampled if name in SAMPLED else (args.raw, spine)
-                run = run_in_subprocess(name, raw, args.as_of, on, args.pandas_sample)
+                raw, on, fraction = (*sampled, args.pandas_sample)
+                if name not in SAMPLED:
+                    raw, on, fraction = args.raw, spine, 1.0
+                run = run_in_subprocess(name, raw, args.as_of, on, fraction)
                 runs[name].append(run)
                 print(f"{name}: {run}", file=sys.stderr)
     results = {name: best_of(stage_runs) for name, stage_runs in runs.items()}

@@ -1,165 +1,219 @@
 """App behaviour: logins and sessions, loan shopping, limit checks, abandoned applications,
-repayment pages, push messages, night-time use, devices and new devices."""
+repayment pages, push messages, night-time use, devices and new devices.
+
+Computed in two passes over the app events joined to the applications (as the consumption
+family is), so that the streaming group-by only ever reduces:
+
+1. *partial states* per (application, window bucket, device): event counts, night-time events
+   and the latest login; per (application, session): the lowest bucket of any event, of an
+   application started and of one submitted; per (user, device): its first use ever;
+2. the buckets are added up into every window, devices are counted over the partial rows and
+   sessions by their lowest buckets.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import polars as pl
 
 from features.base import (
+    APPLICATION,
+    BUCKET,
     SHARE,
-    Aggregate,
-    Derived,
     FeatureDef,
     FeatureSettings,
-    count,
-    days_since_last,
+    PerWindow,
+    bucket_totals,
+    days_between,
     distinct_counts,
     events_before_cutoff,
-    in_window,
-    latest_per_value,
-    local_hour,
+    expand,
     per_application,
-    share,
+    ratio,
     trend,
+    window_bucket,
     window_label,
-    windowed,
     with_application_key,
 )
 
 FAMILY = "app_behaviour"
+COUNTED = {  # feature stem: (event, description)
+    "app_logins": ("login", "Number of logins"),
+    "app_loan_product_views": ("view_loan_product", "Views of loan products"),
+    "app_rate_compare_views": ("view_rate_compare", "Views of the rate comparison"),
+    "app_limit_checks": ("limit_check", "Credit-limit checks"),
+    "app_repayment_page_views": ("repayment_page", "Views of the repayment page"),
+    "app_push_opens": ("push_open", "Push messages opened"),
+}
+LAST_LOGIN = "last_login_ts"
 
 
 def is_event(name: str) -> pl.Expr:
     return pl.col("event") == name
 
 
-def events(name: str) -> Callable[[pl.Expr], pl.Expr]:
-    """Number of events of this kind in the window."""
-    return lambda mask: count(mask, is_event(name))
+def count_state(event: str) -> str:
+    return f"n_{event}"
 
 
-def aggregates(settings: FeatureSettings, timezone: str) -> list[Aggregate]:
-    night = local_hour("ts", timezone) < settings.night_end_hour
+def partial_states(settings: FeatureSettings, timezone: str) -> list[pl.Expr]:
+    """Reducible aggregates of one (application, bucket, device) group."""
+    local_hour = pl.col("ts").dt.convert_time_zone(timezone).dt.hour()
     return [
-        Aggregate("app_logins", "Number of logins", events("login")),
-        Aggregate("app_loan_product_views", "Views of loan products", events("view_loan_product")),
-        Aggregate(
-            "app_rate_compare_views", "Views of the rate comparison", events("view_rate_compare")
-        ),
-        Aggregate("app_limit_checks", "Credit-limit checks", events("limit_check")),
-        Aggregate(
-            "app_repayment_page_views", "Views of the repayment page", events("repayment_page")
-        ),
-        Aggregate("app_push_opens", "Push messages opened", events("push_open")),
-        Aggregate(
-            "app_night_share",
-            f"Share of app events 00:00-{settings.night_end_hour:02d}:00 local time",
-            lambda w: share(w, night),
-            fill=None,
-            bounds=SHARE,
-        ),
+        pl.len().alias("n"),
+        (local_hour < settings.night_end_hour).sum().alias("night"),
+        *(is_event(event).sum().alias(count_state(event)) for event, _ in COUNTED.values()),
+        pl.when(is_event("login")).then(pl.col("ts")).max().alias(LAST_LOGIN),
     ]
 
 
+SUMMED = ("n", "night", *(count_state(event) for event, _ in COUNTED.values()))
+
+
+def combined_states(windows: list[int]) -> list[pl.Expr]:
+    """Per application: the bucket states added up per window, distinct devices per window
+    over the partial rows, and the latest login."""
+    devices = [
+        pl.when(pl.col(BUCKET) <= i).then(pl.col("device_id")).drop_nulls().n_unique()
+        for i in range(len(windows))
+    ]
+    return [
+        *bucket_totals(SUMMED, windows),
+        *(d.alias(f"devices@{window_label(w)}") for d, w in zip(devices, windows, strict=True)),
+        pl.col(LAST_LOGIN).max(),
+    ]
+
+
+def session_counts(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
+    """``sessions@<window>`` and ``abandoned@<window>``: distinct sessions with an event in the
+    window, and of them those with an application started but none submitted in it."""
+    lowest = (
+        rows.filter(pl.col("session_id").is_not_null())
+        .group_by(APPLICATION, "session_id")
+        .agg(
+            pl.col(BUCKET).min().alias("any"),
+            pl.when(is_event("apply_start")).then(pl.col(BUCKET)).min().alias("start"),
+            pl.when(is_event("apply_submit")).then(pl.col(BUCKET)).min().alias("submit"),
+        )
+    )
+    exprs = []
+    for i, days in enumerate(windows):
+        label = window_label(days)
+        started = (pl.col("start") <= i).fill_null(False)
+        submitted = (pl.col("submit") <= i).fill_null(False)
+        exprs += [
+            (pl.col("any") <= i).sum().alias(f"sessions@{label}"),
+            (started & ~submitted).sum().alias(f"abandoned@{label}"),
+        ]
+    return lowest.group_by(APPLICATION).agg(exprs)
+
+
+def count_features() -> list[PerWindow]:
+    return [
+        PerWindow(stem, description, lambda s, e=event: s(count_state(e)))
+        for stem, (event, description) in COUNTED.items()
+    ]
+
+
+def night_share(settings: FeatureSettings) -> PerWindow:
+    return PerWindow(
+        "app_night_share",
+        f"Share of app events 00:00-{settings.night_end_hour:02d}:00 local time",
+        lambda s: ratio(s("night"), s("n")),
+        bounds=SHARE,
+    )
+
+
+def state(name: str) -> PerWindow:
+    """A feature that is one windowed state as it is (descriptions: :data:`DESCRIBED`)."""
+    stem, description = DESCRIBED[name]
+    return PerWindow(stem, description, lambda s: s(name))
+
+
+DESCRIBED = {
+    "sessions": ("app_sessions", "Distinct app sessions"),
+    "abandoned": (
+        "app_abandoned_applications",
+        "Sessions with an application started but not submitted in the window",
+    ),
+    "devices": ("app_devices", "Distinct devices used"),
+}
+
+
 def days_since_last_login(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    return days_since_last(
+    definition = FeatureDef(
         "app_days_since_last_login",
         FAMILY,
-        horizon,
+        window_label(horizon),
         "Days from the last login to the application day (null if none in the window)",
-        where=is_event("login"),
+        0.0,
+        float(horizon),
     )
+    return definition, days_between(pl.col("cutoff"), pl.col(LAST_LOGIN)).alias(definition.name)
 
 
-def login_trend(settings: FeatureSettings) -> Derived:
+def login_trend(settings: FeatureSettings) -> tuple[FeatureDef, pl.Expr]:
     short, long = settings.trend_days
-    return Derived(
+    definition = FeatureDef(
         f"app_logins_trend_{short}d_{long}d",
+        FAMILY,
         f"{short}d vs {long}d",
         f"Per-day logins over the last {short} days relative to the last {long} (1 = steady)",
-        trend("app_logins", short, long),
+        0.0,
     )
+    return definition, trend("app_logins", short, long).alias(definition.name)
 
 
-def zeros(defs: list[FeatureDef]) -> dict[str, float]:
-    return {d.name: 0.0 for d in defs}
-
-
-def session_features(
-    spine: pl.LazyFrame, rows: pl.LazyFrame, windows: list[int]
+def new_devices(
+    spine: pl.LazyFrame, app_events: pl.LazyFrame, windows: list[int]
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """Distinct sessions, and sessions with an application started but not submitted."""
-    sessions = latest_per_value(
-        rows,
-        "session_id",
-        {
-            "last": pl.col("ts"),
-            "last_start": pl.when(is_event("apply_start")).then(pl.col("ts")),
-            "last_submit": pl.when(is_event("apply_submit")).then(pl.col("ts")),
-        },
-    )
-    defs, exprs = distinct_counts(FAMILY, "app_sessions", "Distinct app sessions", windows)
-    for days in windows:
-        started = in_window(days, "last_start").fill_null(False)
-        submitted = in_window(days, "last_submit").fill_null(False)
-        name = f"app_abandoned_applications_{window_label(days)}"
-        defs.append(
-            FeatureDef(
-                name,
-                FAMILY,
-                window_label(days),
-                "Sessions with an application started but not submitted in the window",
-                0.0,
-            )
-        )
-        exprs.append((started & ~submitted).sum().alias(name))
-    return defs, per_application(spine, sessions, exprs, zeros(defs))
-
-
-def device_features(
-    spine: pl.LazyFrame, rows: pl.LazyFrame, app_events: pl.LazyFrame, windows: list[int]
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """Distinct devices used in the window, and devices first used (ever) in the window."""
-    used_defs, used_exprs = distinct_counts(FAMILY, "app_devices", "Distinct devices used", windows)
-    used = per_application(
-        spine,
-        latest_per_value(rows, "device_id"),
-        used_exprs,
-        zeros(used_defs),
-    )
+    """Devices first used (ever, before the cut-off) in the window: device changes."""
     first_use = app_events.group_by("user_id", "device_id").agg(first=pl.col("ts").min())
-    new_rows = events_before_cutoff(spine, first_use, max(windows), time_column="first")
-    new_defs, new_exprs = distinct_counts(
+    rows = events_before_cutoff(spine, first_use, max(windows), time_column="first")
+    defs, exprs = distinct_counts(
         FAMILY,
         "app_new_devices",
         "Devices used for the first time ever in the window (device changes)",
         windows,
         time_column="first",
     )
-    new = per_application(spine, new_rows, new_exprs, zeros(new_defs))
-    return used_defs + new_defs, used.join(new, on="application_id", how="left")
+    return defs, per_application(spine, rows, exprs, {d.name: 0.0 for d in defs})
 
 
 def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     """App behaviour features; reads ``app_events`` over all history (a device's first use)."""
-    spine = with_application_key(spine)
-    windows = settings.windows_days
-    horizon = max(windows)
-    defs, exprs, fills = windowed(FAMILY, aggregates(settings, timezone), windows)
-    recency_def, recency_expr = days_since_last_login(horizon)
-    logins = login_trend(settings)
-    defs += [recency_def, logins.definition(FAMILY)]
-    exprs.append(recency_expr)
+    windows = sorted(settings.windows_days)
+    horizon = windows[-1]
+    keyed = with_application_key(spine)
     app_events = tables["app_events"].select("user_id", "ts", "event", "session_id", "device_id")
-    rows = events_before_cutoff(spine, app_events, horizon)
-    counts = per_application(spine, rows, exprs, fills, [logins])
-    session_defs, sessions = session_features(spine, rows, windows)
-    device_defs, devices = device_features(spine, rows, app_events, windows)
-    frame = counts.join(sessions, on="application_id", how="left").join(
-        devices, on="application_id", how="left"
+    rows = events_before_cutoff(keyed, app_events, horizon).with_columns(
+        window_bucket(windows).alias(BUCKET)
     )
-    return defs + session_defs + device_defs, frame
+    partial = rows.group_by(APPLICATION, BUCKET, "device_id").agg(
+        partial_states(settings, timezone)
+    )
+    new_defs, new = new_devices(keyed, app_events, windows)
+    partial, sessions, new = pl.collect_all(
+        [partial, session_counts(rows, windows), new], engine="streaming"
+    )
+    combined = partial.lazy().group_by(APPLICATION).agg(combined_states(windows))
+    states = combined.join(sessions.lazy(), on=APPLICATION, how="left")
+
+    defs, exprs = expand(FAMILY, [*count_features(), night_share(settings)], windows)
+    recency_def, recency_expr = days_since_last_login(horizon)
+    trend_def, trend_expr = login_trend(settings)
+    more_defs, more_exprs = expand(FAMILY, [state(s) for s in DESCRIBED], windows)
+    defs += [recency_def, trend_def, *more_defs, *new_defs]
+
+    counted = [c for c in states.collect_schema().names() if c not in {APPLICATION, LAST_LOGIN}]
+    frame = (
+        keyed.select(APPLICATION, "application_id", "cutoff")
+        .join(states, on=APPLICATION, how="left")
+        .with_columns(pl.col(counted).fill_null(0))
+        .with_columns(*exprs, recency_expr, *more_exprs)
+        .with_columns(trend_expr)
+        .select("application_id", *(d.name for d in defs[: -len(new_defs)]))
+        .join(new.lazy(), on="application_id", how="left")
+    )
+    return defs, frame

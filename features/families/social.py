@@ -15,17 +15,18 @@ from data.contract import INTERACTIONS
 from data.labels import default_observed_dates
 from features.base import (
     APPLICATION,
+    BUCKET,
     SHARE,
-    Aggregate,
     FeatureDef,
     FeatureSettings,
-    count,
-    counts_by_value,
+    PerWindow,
+    bucket_totals,
     events_before_cutoff,
+    expand,
     per_application,
     ratio,
+    window_bucket,
     window_label,
-    windowed,
     with_application_key,
 )
 
@@ -44,20 +45,66 @@ def interaction_description(kind: str) -> str:
     return INTERACTION_DESCRIPTIONS.get(kind, f"Interactions of type {kind} initiated")
 
 
-def aggregates() -> list[Aggregate]:
-    """Over the applicant's own (outgoing) interactions."""
-    by_kind = counts_by_value(
-        "interaction", INTERACTIONS, lambda kind: f"social_{kind}s", interaction_description
+def count_state(kind: str) -> str:
+    return f"n_{kind}"
+
+
+def bucket_states(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per (application, window bucket): the applicant's own interactions, by kind."""
+    return (
+        rows.filter(OUTGOING)
+        .group_by(APPLICATION, BUCKET)
+        .agg(
+            pl.len().alias("n"),
+            *((pl.col("interaction") == k).sum().alias(count_state(k)) for k in INTERACTIONS),
+        )
     )
+
+
+def peer_states(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
+    """``peers@<window>``: distinct peers the applicant reached in the window; ``mutual@``: of
+    them, those who also reached the applicant in it. A peer is in every window that holds
+    its latest interaction that way, the lowest bucket."""
+    pairs = rows.group_by(APPLICATION, "peer_id").agg(
+        pl.when(OUTGOING).then(pl.col(BUCKET)).min().alias("sent"),
+        pl.when(~OUTGOING).then(pl.col(BUCKET)).min().alias("received"),
+    )
+    exprs = []
+    for i, days in enumerate(windows):
+        reached = (pl.col("sent") <= i).fill_null(False)
+        mutual = reached & (pl.col("received") <= i).fill_null(False)
+        label = window_label(days)
+        exprs += [reached.sum().alias(f"peers@{label}"), mutual.sum().alias(f"mutual@{label}")]
+    return pairs.group_by(APPLICATION).agg(exprs)
+
+
+def interaction_features() -> list[PerWindow]:
+    """Over the applicant's own (outgoing) interactions."""
     return [
-        Aggregate("social_interactions", "Interactions initiated with other users", count),
-        Aggregate(
-            "social_distinct_peers",
-            "Distinct users interacted with",
-            lambda w: pl.col("peer_id").filter(w).n_unique(),
+        PerWindow(
+            "social_interactions", "Interactions initiated with other users", lambda s: s("n")
         ),
-        *by_kind,
+        PerWindow("social_distinct_peers", "Distinct users interacted with", lambda s: s("peers")),
+        *(
+            PerWindow(
+                f"social_{kind}s",
+                interaction_description(kind),
+                lambda s, k=kind: s(count_state(k)),
+            )
+            for kind in INTERACTIONS
+        ),
     ]
+
+
+def reciprocity() -> PerWindow:
+    """Of the distinct peers the applicant reached, the share who also reached the applicant
+    in the same window (null when the applicant reached nobody)."""
+    return PerWindow(
+        "social_reciprocity",
+        "Share of the users reached who also reached the applicant in the window",
+        lambda s: ratio(s("mutual"), s("peers")),
+        bounds=SHARE,
+    )
 
 
 def both_directions(social: pl.LazyFrame) -> pl.LazyFrame:
@@ -73,34 +120,31 @@ def both_directions(social: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([sent, received], how="vertical")
 
 
-def reciprocity(
-    spine: pl.LazyFrame, rows: pl.LazyFrame, windows: list[int]
+def interactions_and_reciprocity(
+    spine: pl.LazyFrame, social: pl.LazyFrame, windows: list[int]
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """Per window: of the distinct peers the applicant reached, the share who also reached the
-    applicant in the same window (null when the applicant reached nobody)."""
-    pairs = rows.group_by(APPLICATION, "peer_id").agg(
-        pl.col("cutoff").first(),
-        last_sent=pl.when(OUTGOING).then(pl.col("ts")).max(),
-        last_received=pl.when(~OUTGOING).then(pl.col("ts")).max(),
+    """Both directions are joined to the spine once and feed both aggregations."""
+    rows = events_before_cutoff(spine, both_directions(social), windows[-1]).with_columns(
+        window_bucket(windows).alias(BUCKET)
     )
-    defs: list[FeatureDef] = []
-    exprs: list[pl.Expr] = []
-    for days in windows:
-        start = pl.col("cutoff") - pl.duration(days=days)
-        reached = (pl.col("last_sent") >= start).fill_null(False)
-        mutual = reached & (pl.col("last_received") >= start).fill_null(False)
-        name = f"social_reciprocity_{window_label(days)}"
-        defs.append(
-            FeatureDef(
-                name,
-                FAMILY,
-                window_label(days),
-                "Share of the users reached who also reached the applicant in the window",
-                *SHARE,
-            )
-        )
-        exprs.append(ratio(mutual.sum(), reached.sum()).alias(name))
-    return defs, per_application(spine, pairs, exprs)
+    buckets, peers = pl.collect_all(
+        [bucket_states(rows), peer_states(rows, windows)], engine="streaming"
+    )
+    states = (
+        buckets.lazy()
+        .group_by(APPLICATION)
+        .agg(bucket_totals(["n", *map(count_state, INTERACTIONS)], windows))
+        .join(peers.lazy(), on=APPLICATION, how="full", coalesce=True)
+    )
+    defs, exprs = expand(FAMILY, [*interaction_features(), reciprocity()], windows)
+    counted = [c for c in states.collect_schema().names() if c != APPLICATION]
+    frame = (
+        spine.select(APPLICATION, "application_id")
+        .join(states, on=APPLICATION, how="left")
+        .with_columns(pl.col(counted).fill_null(0))
+        .select("application_id", *exprs)
+    )
+    return defs, frame
 
 
 def friendships(social: pl.LazyFrame) -> pl.LazyFrame:
@@ -157,15 +201,10 @@ def build(
     timezone: str,
     labels: LabelSettings | None = None,
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    windows = settings.windows_days
     spine = with_application_key(spine)
-    defs, exprs, fills = windowed(FAMILY, aggregates(), windows)
     events = tables["social"].select("user_id", "peer_id", "ts", "interaction")
-    rows = events_before_cutoff(spine, both_directions(events), max(windows))
-    interactions = per_application(spine, rows.filter(OUTGOING), exprs, fills)
-    reciprocity_defs, reciprocity_frame = reciprocity(spine, rows, windows)
+    windows = sorted(settings.windows_days)
+    defs, interactions = interactions_and_reciprocity(spine, events, windows)
     friend_defs, friend_frame = friend_features(tables, spine, labels or LabelSettings(), timezone)
-    frame = interactions.join(reciprocity_frame, on="application_id", how="left").join(
-        friend_frame, on="application_id", how="left"
-    )
-    return defs + reciprocity_defs + friend_defs, frame
+    frame = interactions.join(friend_frame, on="application_id", how="left")
+    return defs + friend_defs, frame

@@ -64,33 +64,49 @@ def category_state(category: str) -> str:
     return f"category_{category}"
 
 
-def partial_states(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
-    """Reducible aggregates of one (application, bucket, city, device) group."""
+def row_values(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
+    """What each joined row adds to its group's states, computed once per row (inside the
+    aggregations, a value several of them read would be computed once per aggregation)."""
     local = pl.col(LOCAL)
     day_offset = (pl.col("cutoff_day") - local.dt.date()).dt.total_days()
+    amount_cents = cents(pl.col("amount"))
+    return [
+        fixed_point(pl.col("amount")).alias("_micro"),
+        amount_cents.alias("_cents"),
+        (amount_cents * amount_cents).alias("_cents2"),
+        (local.dt.hour() < settings.night_end_hour).alias("_night"),
+        (local.dt.weekday() >= 6).alias("_weekend"),
+        (pl.col("ts") >= pl.col("prev_loan_at")).fill_null(False).alias("_since"),
+        *(bits.alias(f"_day_bits_{k}") for k, bits in enumerate(day_bits(day_offset, horizon))),
+    ]
+
+
+def partial_states(horizon: int) -> list[pl.Expr]:
+    """Reducible aggregates of one (application, bucket, city, device) group, over
+    :func:`row_values`."""
     amount = pl.col("amount")
-    since = (pl.col("ts") >= pl.col("prev_loan_at")).fill_null(False)
+    since = pl.col("_since")
     return [
         pl.len().alias("n"),
         amount.count().alias("amount_n"),
-        fixed_point(amount).sum().alias("amount_micro"),
-        cents(amount).sum().alias("amount_cents"),
-        (cents(amount) * cents(amount)).sum().alias("amount_cents2"),
+        pl.col("_micro").sum().alias("amount_micro"),
+        pl.col("_cents").sum().alias("amount_cents"),
+        pl.col("_cents2").sum().alias("amount_cents2"),
         amount.max().alias("amount_max"),
-        (local.dt.hour() < settings.night_end_hour).sum().alias("night"),
-        (local.dt.weekday() >= 6).sum().alias("weekend"),
+        pl.col("_night").sum().alias("night"),
+        pl.col("_weekend").sum().alias("weekend"),
         (pl.col("pay_method") == "credit").sum().alias("credit"),
         *(
             (pl.col("merchant_category") == c).sum().alias(category_state(c))
             for c in MERCHANT_CATEGORIES
         ),
         *(
-            bits.bitwise_or().alias(f"day_bits_{k}")
-            for k, bits in enumerate(day_bits(day_offset, horizon))
+            pl.col(f"_day_bits_{k}").bitwise_or().alias(f"day_bits_{k}")
+            for k in range(day_bit_words(horizon))
         ),
         pl.col("ts").max().alias("last_ts"),
         since.sum().alias(f"n@{SINCE_PREV_LOAN}"),
-        pl.when(since).then(fixed_point(amount)).sum().alias(f"amount_micro@{SINCE_PREV_LOAN}"),
+        pl.when(since).then(pl.col("_micro")).sum().alias(f"amount_micro@{SINCE_PREV_LOAN}"),
     ]
 
 
@@ -330,7 +346,8 @@ def build(
     horizon = windows[-1]
     keyed = with_application_key(spine).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
-    groups = rows.group_by(APP, BUCKET, *PLACES).agg(partial_states(settings, horizon))
+    per_row = rows.with_columns(row_values(settings, horizon))
+    groups = per_row.group_by(APP, BUCKET, *PLACES).agg(partial_states(horizon))
     narrow = rows.select(APP, BUCKET, "ts", "amount")
     # One pass over the joined rows feeds both (their common plan is shared, not cached whole).
     partial, recent = pl.collect_all([groups, narrow], engine="streaming")

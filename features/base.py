@@ -136,16 +136,6 @@ def exact_mean(expr: pl.Expr) -> pl.Expr:
     return pl.when(n > 0).then(exact_sum(expr) / n)
 
 
-def exact_std(expr: pl.Expr) -> pl.Expr:
-    """Sample standard deviation (ddof 1), order-independent; null below two values.
-
-    From exact integer sums of the values in hundredths (:func:`std_from_sums`): exact for
-    values given to the cent, as the contract's amounts are.
-    """
-    c = cents(expr)
-    return std_from_sums(expr.count(), c.sum(), (c * c).sum()) / CENTS
-
-
 # Spreads are taken over hundredths: their sums of squares stay inside 128 bits for any
 # realistic amount (see std_from_sums).
 CENTS = 100
@@ -193,21 +183,6 @@ def mean(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
     return exact_mean(values(mask, column, where))
 
 
-def spread(mask: pl.Expr, column: str) -> pl.Expr:
-    """Sample standard deviation over the window (null below two rows)."""
-    return exact_std(values(mask, column))
-
-
-def coefficient_of_variation(mask: pl.Expr, column: str) -> pl.Expr:
-    """Standard deviation over mean: spread relative to level (null below two rows)."""
-    return ratio(spread(mask, column), mean(mask, column))
-
-
-def distinct(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
-    """Number of distinct non-null values over the window."""
-    return values(mask, column, where).drop_nulls().n_unique()
-
-
 def entropy_of_counts(counts: Sequence[pl.Expr], n: pl.Expr) -> pl.Expr:
     """Shannon entropy (nats) of the shares counts / n; null when n is 0."""
     n = n.cast(pl.Float64)
@@ -235,12 +210,6 @@ def trend(name: str, short_days: int, long_days: int) -> pl.Expr:
 def last_n(column: str, n: int, time_column: str = "ts") -> pl.Expr:
     """The column's values on the latest `n` rows (ties in time broken by value: deterministic)."""
     return pl.col(column).sort_by(time_column, column).tail(n)
-
-
-def share(mask: pl.Expr, where: pl.Expr) -> pl.Expr:
-    """Share of the window's rows that satisfy `where`; null for an empty window."""
-    n = mask.sum()
-    return pl.when(n > 0).then((mask & where).sum() / n)
 
 
 def window_label(days: int) -> str:
@@ -437,29 +406,11 @@ def in_window(days: int, time_column: str = "ts") -> pl.Expr:
     return pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days)
 
 
-def latest_per_value(
-    rows: pl.LazyFrame, column: str, times: dict[str, pl.Expr] | None = None
-) -> pl.LazyFrame:
-    """One row per application and non-null value of `column`, with the latest time of each
-    of `times` (default: ``last`` = any row) and the application's cut-off.
-
-    Windowed distinct counts are then one reducible count per window (a value is in a window
-    when its latest time is): no set of values is held per application, which keeps the
-    streaming group-by's memory to one row per (application, value).
-    """
-    times = times or {"last": pl.col("ts")}
-    return (
-        rows.filter(pl.col(column).is_not_null())
-        .group_by(APPLICATION, column)
-        .agg(pl.col("cutoff").first(), *(expr.max().alias(name) for name, expr in times.items()))
-    )
-
-
 def distinct_counts(
-    family: str, stem: str, description: str, windows: Sequence[int], time_column: str = "last"
+    family: str, stem: str, description: str, windows: Sequence[int], time_column: str
 ) -> tuple[list[FeatureDef], list[pl.Expr]]:
-    """`<stem>_<N>d` over rows of :func:`latest_per_value`: values whose latest time is in the
-    window (fill 0)."""
+    """`<stem>_<N>d` over rows that hold one time per application and value (a device's first
+    use, say): the values whose time is in the window (fill 0)."""
     defs = [
         FeatureDef(f"{stem}_{window_label(d)}", family, window_label(d), description, 0.0)
         for d in windows

@@ -27,6 +27,7 @@ from features.base import (
     distinct_counts,
     events_before_cutoff,
     expand,
+    local_hour,
     per_application,
     ratio,
     trend,
@@ -57,10 +58,9 @@ def count_state(event: str) -> str:
 
 def partial_states(settings: FeatureSettings, timezone: str) -> list[pl.Expr]:
     """Reducible aggregates of one (application, bucket, device) group."""
-    local_hour = pl.col("ts").dt.convert_time_zone(timezone).dt.hour()
     return [
         pl.len().alias("n"),
-        (local_hour < settings.night_end_hour).sum().alias("night"),
+        (local_hour("ts", timezone) < settings.night_end_hour).sum().alias("night"),
         *(is_event(event).sum().alias(count_state(event)) for event, _ in COUNTED.values()),
         pl.when(is_event("login")).then(pl.col("ts")).max().alias(LAST_LOGIN),
     ]

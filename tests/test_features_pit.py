@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from data.asof import build_view, default_as_of
+from data.asof import build_view, day_start_utc, default_as_of, local_date, local_day_start
 from data.config import LabelSettings
 from data.readers import scan_raw
 from features.base import FeatureSettings
@@ -146,3 +146,29 @@ def test_every_application_gets_one_row(
     n_apps = tables["applications"].select(pl.len()).collect().item()
     assert full.height == n_apps == full["application_id"].n_unique()
     assert "application_gender" not in full.columns
+
+
+@pytest.mark.parametrize(
+    "timezone", ["America/Santiago", "America/Sao_Paulo", "Asia/Beirut", "Europe/London"]
+)
+def test_cutoff_is_the_local_day_start_also_where_clocks_change_at_midnight(
+    timezone: str,
+) -> None:
+    # Chile, Brazil (until 2019) and Lebanon move their clocks at midnight: some local days
+    # have no 00:00, some have it twice. Every cut-off must be the instant the local day
+    # starts, as the as-of view computes it, and none may fail.
+    start = datetime(2012, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(hours=5 * i) for i in range(20_000)]
+    frame = pl.DataFrame({"ts": times}).select(
+        cutoff=local_day_start("ts", timezone), day=local_date("ts", timezone)
+    )
+    expected = [day_start_utc(day, timezone) for day in frame["day"]]
+    assert frame["cutoff"].to_list() == expected
+
+
+def test_a_day_without_midnight_starts_at_the_jump() -> None:
+    # 2024-09-08 in Santiago: clocks go from 00:00 (-04) straight to 01:00 (-03).
+    jump = datetime(2024, 9, 8, 4, tzinfo=UTC)
+    frame = pl.DataFrame({"ts": [jump, jump + timedelta(hours=12)]})
+    cutoffs = frame.select(local_day_start("ts", "America/Santiago"))["ts"].to_list()
+    assert cutoffs == [jump, jump]

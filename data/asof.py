@@ -34,20 +34,23 @@ def local_date(column: str | pl.Expr, timezone: str) -> pl.Expr:
     return expr.dt.convert_time_zone(timezone).dt.date()
 
 
-def local_day_start(column: str | pl.Expr, timezone: str) -> pl.Expr:
-    """Start of the local day of a UTC timestamp, as a UTC timestamp: a point-in-time cut-off.
-
-    The same instant as :func:`day_start_utc`, also where clocks change at midnight: a repeated
-    midnight starts the day at its first occurrence; where a jump forward skips midnight
-    (Chile, for one), the day starts at the jump, an hour after 23:00 of the day before.
-    """
-    midnight = local_date(column, timezone).cast(pl.Datetime("us"))
+def day_start(day: pl.Expr, timezone: str) -> pl.Expr:
+    """The UTC instant each local calendar day of a Date expression begins: the same instant as
+    :func:`day_start_utc`, also where clocks change at midnight. A repeated midnight starts
+    the day at its first occurrence; where a jump forward skips midnight (Chile, for one), the
+    day starts at the jump, an hour after 23:00 of the day before."""
+    midnight = day.cast(pl.Datetime("us"))
 
     def instant(naive: pl.Expr) -> pl.Expr:
         return naive.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
 
     jump = instant(midnight - pl.duration(hours=1)) + pl.duration(hours=1)
     return pl.coalesce(instant(midnight), jump).dt.convert_time_zone("UTC")
+
+
+def local_day_start(column: str | pl.Expr, timezone: str) -> pl.Expr:
+    """Start of the local day of a UTC timestamp, as a UTC timestamp: a point-in-time cut-off."""
+    return day_start(local_date(column, timezone), timezone)
 
 
 def visibility(name: str, cutoff: datetime, as_of: date) -> pl.Expr | None:

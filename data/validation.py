@@ -34,7 +34,13 @@ from pathlib import Path
 
 import polars as pl
 
-from data.asof import TableCount, day_start_utc, default_as_of, local_date, mask_future_payments
+from data.asof import (
+    TableCount,
+    day_start,
+    day_start_utc,
+    default_as_of,
+    mask_future_payments,
+)
 from data.config import ValidationSettings
 from data.contract import TABLES, Table
 from data.readers import SOURCE_FILE, SOURCE_PARTITION, ContractError, scan_raw
@@ -115,9 +121,14 @@ def row_rule(rule: Rule, table: Table, as_of: date, timezone: str) -> pl.Expr:
             limit = as_of if dtype == pl.Date else day_start_utc(as_of, timezone)
             ok = col < pl.lit(limit, dtype=dtype)
         case Kind.PARTITION_DATE:
-            ok = pl.col(SOURCE_PARTITION).is_null() | (
-                local_date(col, timezone) == pl.col(SOURCE_PARTITION)
+            # Bounds of the partition's local day rather than each timestamp's local date:
+            # the partition date is one value per file, the timestamps are every row's.
+            partition = pl.col(SOURCE_PARTITION)
+            start, end = (
+                day_start(partition, timezone),
+                day_start(partition.dt.offset_by("1d"), timezone),
             )
+            ok = partition.is_null() | ((col >= start) & (col < end))
         case Kind.LOAN_ID_IFF_APPROVED:
             ok = (pl.col("decision") == "approved") == pl.col("loan_id").is_not_null()
         case _:

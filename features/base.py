@@ -282,6 +282,22 @@ def with_application_key(spine: pl.LazyFrame) -> pl.LazyFrame:
     return spine.with_row_index(APPLICATION)
 
 
+def with_states(
+    spine: pl.LazyFrame, states: pl.LazyFrame, keep_null: Sequence[str] = ()
+) -> pl.LazyFrame:
+    """Every spine application (key, id, cut-off, previous loan) with its windowed states. An
+    application without rows has counts and sums of 0; the states in `keep_null` (latest
+    times, maxima, means) stay null."""
+    names = states.collect_schema().names()
+    filled = [c for c in names if c != APPLICATION and c not in keep_null]
+    return (
+        with_application_key(spine)
+        .select(APPLICATION, "application_id", "cutoff", "prev_loan_at")
+        .join(states, on=APPLICATION, how="left")
+        .with_columns(pl.col(filled).fill_null(0))
+    )
+
+
 def per_application(
     spine: pl.LazyFrame,
     rows: pl.LazyFrame,
@@ -440,5 +456,10 @@ def days_since_last(
     """Fractional days from the latest row (satisfying `where`) within the longest window to
     the cut-off; null when there is none."""
     times = pl.col("ts") if where is None else pl.when(where).then(pl.col("ts"))
-    definition = FeatureDef(name, family, window_label(horizon), description, 0.0, float(horizon))
+    definition = recency(name, family, horizon, description)
     return definition, days_between(pl.col("cutoff").first(), times.max()).alias(name)
+
+
+def recency(name: str, family: str, horizon: int, description: str) -> FeatureDef:
+    """A "days since the latest ..." feature over the longest window: 0 to `horizon` days."""
+    return FeatureDef(name, family, window_label(horizon), description, 0.0, float(horizon))

@@ -30,10 +30,12 @@ from features.base import (
     local_hour,
     per_application,
     ratio,
+    recency,
     trend,
     window_bucket,
     window_label,
     with_application_key,
+    with_states,
 )
 
 FAMILY = "app_behaviour"
@@ -140,13 +142,11 @@ DESCRIBED = {
 
 
 def days_since_last_login(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    definition = FeatureDef(
+    definition = recency(
         "app_days_since_last_login",
         FAMILY,
-        window_label(horizon),
+        horizon,
         "Days from the last login to the application day (null if none in the window)",
-        0.0,
-        float(horizon),
     )
     return definition, days_between(pl.col("cutoff"), pl.col(LAST_LOGIN)).alias(definition.name)
 
@@ -206,11 +206,8 @@ def build(
     more_defs, more_exprs = expand(FAMILY, [state(s) for s in DESCRIBED], windows)
     defs += [recency_def, trend_def, *more_defs, *new_defs]
 
-    counted = [c for c in states.collect_schema().names() if c not in {APPLICATION, LAST_LOGIN}]
     frame = (
-        keyed.select(APPLICATION, "application_id", "cutoff")
-        .join(states, on=APPLICATION, how="left")
-        .with_columns(pl.col(counted).fill_null(0))
+        with_states(keyed, states, keep_null=[LAST_LOGIN])
         .with_columns(*exprs, recency_expr, *more_exprs)
         .with_columns(trend_expr)
         .select("application_id", *(d.name for d in defs[: -len(new_defs)]))

@@ -52,11 +52,12 @@ from features.base import (
     window_bucket,
     window_label,
     with_application_key,
+    with_states,
 )
 
 FAMILY = "consumption"
 EVENT_COLUMNS = ("user_id", "ts", "amount", "merchant_category", "city", "device_id", "pay_method")
-APP, LOCAL = APPLICATION, "_local"
+LOCAL = "_local"
 PLACES = ("city", "device_id")
 
 
@@ -303,7 +304,7 @@ def joined_purchases(
 ) -> pl.LazyFrame:
     """Each application's purchases within the longest window, with their window bucket."""
     events = tables["consumption"].select(EVENT_COLUMNS)
-    keys = (APP, "user_id", "cutoff", "prev_loan_at", "cutoff_day")
+    keys = (APPLICATION, "user_id", "cutoff", "prev_loan_at", "cutoff_day")
     rows = events_before_cutoff(spine, events, max(windows), keys=keys)
     # The local time once per row: every calendar state reads it.
     local = pl.col("ts").dt.convert_time_zone(timezone).alias(LOCAL)
@@ -315,16 +316,13 @@ def large_counts(
 ) -> pl.LazyFrame:
     """``large@<window>``: purchases above `large_multiple` times the longest window's mean."""
     longest = at(window_label(windows[-1]))
-    limit = windowed.select(APP, limit=settings.large_multiple * amount_mean(longest))
+    limit = windowed.select(APPLICATION, limit=settings.large_multiple * amount_mean(longest))
     per_bucket = (
-        recent.join(limit, on=APP)
-        .group_by(APP, BUCKET)
+        recent.join(limit, on=APPLICATION)
+        .group_by(APPLICATION, BUCKET)
         .agg((pl.col("amount") > pl.col("limit")).sum().alias("large"))
     )
-    return per_bucket.group_by(APP).agg(
-        pl.when(pl.col(BUCKET) <= i).then(pl.col("large")).sum().alias(f"large@{window_label(d)}")
-        for i, d in enumerate(windows)
-    )
+    return per_bucket.group_by(APPLICATION).agg(bucket_totals(["large"], windows))
 
 
 def latest_mean(
@@ -334,9 +332,11 @@ def latest_mean(
     the shortest window that holds that many purchases are sorted."""
     n = settings.last_n
     short_of_n = [(pl.col(f"n@{window_label(d)}") < n).cast(pl.UInt8) for d in windows[:-1]]
-    reach = windowed.select(APP, reach=pl.sum_horizontal(short_of_n) if short_of_n else pl.lit(0))
-    rows = recent.join(reach, on=APP).filter(pl.col(BUCKET) <= pl.col("reach"))
-    return rows.group_by(APP).agg(last_n("amount", n).mean().alias("last_n_mean"))
+    reach = windowed.select(
+        APPLICATION, reach=pl.sum_horizontal(short_of_n) if short_of_n else pl.lit(0)
+    )
+    rows = recent.join(reach, on=APPLICATION).filter(pl.col(BUCKET) <= pl.col("reach"))
+    return rows.group_by(APPLICATION).agg(last_n("amount", n).mean().alias("last_n_mean"))
 
 
 def build(
@@ -347,14 +347,16 @@ def build(
     keyed = with_application_key(spine).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
     per_row = rows.with_columns(row_values(settings, horizon))
-    groups = per_row.group_by(APP, BUCKET, *PLACES).agg(partial_states(horizon))
-    narrow = rows.select(APP, BUCKET, "ts", "amount")
+    groups = per_row.group_by(APPLICATION, BUCKET, *PLACES).agg(partial_states(horizon))
+    narrow = rows.select(APPLICATION, BUCKET, "ts", "amount")
     # One pass over the joined rows feeds both (their common plan is shared, not cached whole).
     partial, recent = pl.collect_all([groups, narrow], engine="streaming")
-    windowed = partial.lazy().group_by(APP).agg(windowed_states(windows, horizon)).collect().lazy()
+    windowed = (
+        partial.lazy().group_by(APPLICATION).agg(windowed_states(windows, horizon)).collect().lazy()
+    )
     windowed = windowed.join(
-        large_counts(recent.lazy(), windowed, settings, windows), on=APP, how="left"
-    ).join(latest_mean(recent.lazy(), windowed, settings, windows), on=APP, how="left")
+        large_counts(recent.lazy(), windowed, settings, windows), on=APPLICATION, how="left"
+    ).join(latest_mean(recent.lazy(), windowed, settings, windows), on=APPLICATION, how="left")
 
     specs = [*level_features(), *habit_features(settings), large_purchases(settings, horizon)]
     defs, exprs = expand(FAMILY, specs, windows)
@@ -363,15 +365,9 @@ def build(
     derived = trends(settings)
     defs += [*share_defs, *latest_defs, *(d.definition(FAMILY) for d in derived)]
 
-    counted = [
-        c
-        for c in windowed.collect_schema().names()
-        if c.split("@")[0] in {*SUMMED, "days", "large", *PLACES}
-    ]
+    maxima = [f"amount_max@{window_label(days)}" for days in windows]
     frame = (
-        keyed.select(APP, "application_id", "cutoff", "prev_loan_at")
-        .join(windowed, on=APP, how="left")
-        .with_columns(pl.col(counted).fill_null(0))
+        with_states(keyed, windowed, keep_null=[*maxima, "last_ts", "last_n_mean"])
         .with_columns(*exprs, *share_exprs, *latest_exprs)
         .with_columns(d.expr.alias(d.name) for d in derived)
     )

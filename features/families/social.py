@@ -28,6 +28,7 @@ from features.base import (
     window_bucket,
     window_label,
     with_application_key,
+    with_states,
 )
 
 FAMILY = "social"
@@ -137,14 +138,7 @@ def interactions_and_reciprocity(
         .join(peers.lazy(), on=APPLICATION, how="full", coalesce=True)
     )
     defs, exprs = expand(FAMILY, [*interaction_features(), reciprocity()], windows)
-    counted = [c for c in states.collect_schema().names() if c != APPLICATION]
-    frame = (
-        spine.select(APPLICATION, "application_id")
-        .join(states, on=APPLICATION, how="left")
-        .with_columns(pl.col(counted).fill_null(0))
-        .select("application_id", *exprs)
-    )
-    return defs, frame
+    return defs, with_states(spine, states).select("application_id", *exprs)
 
 
 def friendships(social: pl.LazyFrame) -> pl.LazyFrame:

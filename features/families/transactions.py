@@ -39,11 +39,13 @@ from features.base import (
     expand,
     fixed_point,
     ratio,
+    recency,
     std_from_sums,
     trend,
     window_bucket,
     window_label,
     with_application_key,
+    with_states,
 )
 
 FAMILY = "transactions"
@@ -61,8 +63,7 @@ KINDS = {  # the kinds of money counted and summed per window
     "other_lender_repaid": OUTFLOW & (pl.col("txn_type") == "loan_repayment"),
 }
 SINCE_LOAN_KINDS = ("inflow", "outflow")
-SALARY_STATES = ("salary_amount_n", "salary_cents", "salary_cents2", "payday_cents")
-SALARY_STATES += ("payday_cents2",)
+SALARY_SUMS = ("salary_cents", "salary_cents2", "payday_cents", "payday_cents2")
 MONTH_BITS = "salary_month_bits"
 LAST_SALARY = "last_salary_ts"
 
@@ -129,7 +130,7 @@ def partial_states(horizon: int) -> list[pl.Expr]:
             for k in range(day_bit_words(months_in(horizon)))
         ),
         pl.when("_is_salary").then(pl.col("amount")).count().alias("salary_amount_n"),
-        *(pl.col(f"_{state}").sum().alias(state) for state in SALARY_STATES[1:]),
+        *(pl.col(f"_{state}").sum().alias(state) for state in SALARY_SUMS),
     ]
 
 
@@ -150,7 +151,7 @@ def combined_states(windows: list[int], horizon: int) -> list[pl.Expr]:
     since = [f"{sum_state(name)}@{SINCE_PREV_LOAN}" for name in SINCE_LOAN_KINDS]
     return [
         *bucket_totals(SUMMED, windows),
-        *(pl.col(s).sum() for s in (*since, *SALARY_STATES)),
+        *(pl.col(s).sum() for s in (*since, "salary_amount_n", *SALARY_SUMS)),
         pl.col(LAST_SALARY).max(),
         count_bits(words).alias("salary_months"),
     ]
@@ -288,13 +289,11 @@ def derived(settings: FeatureSettings) -> list[Derived]:
 
 
 def days_since_salary(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    definition = FeatureDef(
+    definition = recency(
         "txn_days_since_salary",
         FAMILY,
-        window_label(horizon),
+        horizon,
         "Days from the last salary payment to the application day (null if none in the window)",
-        0.0,
-        float(horizon),
     )
     return definition, days_between(pl.col("cutoff"), pl.col(LAST_SALARY)).alias(definition.name)
 
@@ -327,11 +326,8 @@ def build(
     defs += [*regularity_defs, recency_def, *(d.definition(FAMILY) for d in extra)]
 
     states = combined.join(counterparties.lazy(), on=APPLICATION, how="left")
-    counted = [c for c in states.collect_schema().names() if c not in {APPLICATION, LAST_SALARY}]
     frame = (
-        keyed.select(APPLICATION, "application_id", "cutoff", "prev_loan_at")
-        .join(states, on=APPLICATION, how="left")
-        .with_columns(pl.col(counted).fill_null(0))
+        with_states(keyed, states, keep_null=[LAST_SALARY])
         .with_columns(*exprs, *regularity_exprs, recency_expr)
         .with_columns(d.expr.alias(d.name) for d in extra)
     )

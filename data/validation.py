@@ -1,28 +1,28 @@
 """The data gate's Polars engine: every raw row is kept or set aside with the rule it broke.
 
-For each contract table:
+For each contract table, one streaming scan feeds two outputs (``pl.collect_all``):
 
-1. one streaming pass reads only the hashed key and reference columns, and finds the keys that
-   repeat and the referenced values that no kept parent row has (usually none of either);
-2. one streaming pass evaluates every rule on every row, in file order:
+1. every row rule on every row, in file order: nulls, unknown enumeration values,
+   non-positive amounts, ranges, records on or after the as-of day, timestamps filed under
+   another ``dt=`` partition, loan ids on rejected applications, repayments of loans applied
+   on or after the as-of day. The rows that break one, and a bounded sample of the others for
+   Great Expectations, are written to a staging file;
+2. 64-bit hashes of the unique keys and of the references, held in memory (8 bytes a row).
 
-   - row rules: nulls, unknown enumeration values, non-positive amounts, ranges, records on or
-     after the as-of day, timestamps filed under another ``dt=`` partition, loan ids on
-     rejected applications;
-   - uniqueness among the rows that passed: an exact copy of a row (a day loaded twice) is set
-     aside and one copy kept; rows that share a unique id but differ are all set aside, since
-     nothing says which one is true (only rows whose key repeats are examined);
-   - references to rows of other tables that were kept (users, approved loans), and
-     repayments of loans applied on or after the as-of day.
+The hashes of the rows that passed the row rules then give, without a second scan, the keys
+that repeat and the referenced values that no kept parent row has (users, approved loans);
+usually there are none. Only when there are does one more pass fetch those few rows to judge
+them exactly: an exact copy of a row (a day loaded twice) is set aside and one copy kept; rows
+that share a unique id but differ are all set aside, since nothing says which one is true.
 
-   Each row's ``_reason`` is the first rule it broke (null when kept). Rows set aside go to
-   ``quarantine/<table>.parquet`` with ``_reason``, ``_file`` and ``_row`` (their position in
-   the table's scan). Kept rows are never copied: :func:`scan_validated` reads the raw files
-   less those positions.
+Each row's ``_reason`` is the first rule it broke (null when kept). Rows set aside go to
+``quarantine/<table>.parquet`` with ``_reason``, ``_file`` and ``_row`` (their position in
+the table's scan). Kept rows are never copied: :func:`scan_validated` reads the raw files
+less those positions.
 
-Rows read (counted separately) = rows kept + rows set aside is checked for every table on
-every run. A table that cannot be used at all stops the run with a
-:class:`~data.readers.ContractError` instead.
+Rows read (counted from the files' footers) = rows kept (rows the scan saw, less the
+positions set aside) + rows set aside is checked for every table on every run. A table that
+cannot be used at all stops the run with a :class:`~data.readers.ContractError` instead.
 """
 
 from __future__ import annotations
@@ -302,8 +302,9 @@ def quarantine_columns(table: Table) -> list[str]:
 
 @dataclass
 class TableCheck:
-    """One table's verdict: reasons counted, rows set aside, and a sample for GX."""
+    """One table's verdict: rows scanned, reasons counted, rows set aside, a sample for GX."""
 
+    rows_scanned: int
     reasons: dict[str, int]
     quarantine: Path | None
     aside_rows: pl.Series | None
@@ -319,40 +320,49 @@ def check_table(
     out: Path,
     sample_rows: tuple[int, int],
 ) -> TableCheck:
-    """Every rule on every row of one table, in three streaming passes (four when keys are
+    """Every rule on every row of one table, in two streaming passes (three when keys are
     suspect).
 
-    1. Every row-stage rule on every row; the rows that break one go to the quarantine.
-    2. A sample of the other rows for GX, picked by a hash of one column.
-    3. 64-bit hashes of the keys and references (8 bytes a row each, held in memory).
+    1. Every row-stage rule on every row. The rows that break one, and a sample of the others
+       for GX (picked by a hash of one column), are written to a staging file.
+    2. 64-bit hashes of the keys and references (8 bytes a row each, held in memory).
 
-    Only when a key repeats or a reference is unknown does a fourth pass fetch those few rows,
+    Only when a key repeats or a reference is unknown does a third pass fetch those few rows,
     to judge them exactly. `sample_rows` is (rows in the table, GX sample budget).
     """
     flagged = flag_rows(frame, table, as_of, timezone, parents)
-    passing = pl.col(REASON).is_null()
+    failing = pl.col(REASON).is_not_null()
     path = out / "quarantine" / f"{table.name}.parquet"
     staged = path.with_name(f".{table.name}.row_stage.parquet")
     rows, budget = sample_rows
     half = max(1, budget // 2)
-    # A filter on one column's hash lets the reader skip the other columns of unsampled rows.
+    # The pass decodes every column anyway to judge the rows: picking the sample there costs
+    # a hash of one column, where a pass of its own decoded the whole table again.
     picked = pl.col(table.read_names[0]).hash(seed=1) % max(1, -(-rows // half)) == 0
-    # Run together with collect_all, the passes share the scan but held 3x the memory here,
-    # for no gain in time on two cores.
-    flagged.filter(~passing).select(quarantine_columns(table)).sink_parquet(staged, mkdir=True)
-    failed = pl.scan_parquet(staged).select(ROW).collect().to_series()
-    passed = ~pl.col(ROW).is_in(failed.implode())
     numbered = frame.with_row_index(ROW)
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    # One scan feeds both passes: 30-40% less time than two scans, for 1.5 GiB more memory
+    # at 80M rows (the hashes are held either way).
+    _, hashes = pl.collect_all(
+        [
+            flagged.filter(failing | picked)
+            .select(quarantine_columns(table))
+            .sink_parquet(staged, lazy=True),
+            numbered.select(ROW, **key_hashes(table, parents)),
+        ],
+        engine="streaming",
+    )
+    failed = pl.scan_parquet(staged).filter(failing).select(ROW).collect().to_series()
     sample = (
-        numbered.filter(picked)
+        pl.scan_parquet(staged)
+        .filter(~failing)
         .head(half)
         .select(ROW, *table.read_names, SOURCE_PARTITION)
-        .collect(engine="streaming")
-        .filter(passed)
+        .collect()
     )
-    hashes = numbered.select(ROW, **key_hashes(table, parents)).collect(engine="streaming")
+    rows_scanned = hashes.height
     if not failed.is_empty():
-        hashes = hashes.filter(passed)
+        hashes = hashes.filter(~pl.col(ROW).is_in(failed.implode()))
     suspects = key_problems(hashes, table, parents)
     del hashes
     late = pl.DataFrame(schema=pl.scan_parquet(staged).collect_schema())
@@ -368,6 +378,7 @@ def check_table(
     aside = pl.scan_parquet(quarantine) if quarantine is not None else None
     sample = sample.filter(~pl.col(ROW).is_in(late[ROW].implode())).drop(ROW)
     return TableCheck(
+        rows_scanned=rows_scanned,
         reasons=reasons,
         quarantine=quarantine,
         aside_rows=None if aside is None else aside.select(ROW).collect().to_series(),
@@ -379,11 +390,9 @@ def _write_quarantine(
     staged: Path, late: pl.DataFrame, path: Path
 ) -> tuple[dict[str, int], Path | None]:
     """Move the set-aside rows into place; return the count of each reason (None: no file)."""
-    if late.is_empty():
-        staged.replace(path)
-    else:
-        pl.concat([pl.scan_parquet(staged), late.lazy()]).sink_parquet(path)
-        staged.unlink()
+    failed = pl.scan_parquet(staged).filter(pl.col(REASON).is_not_null())
+    pl.concat([failed, late.lazy()]).sink_parquet(path)
+    staged.unlink()
     reasons = dict(pl.scan_parquet(path).group_by(REASON).len().collect().iter_rows())
     if not reasons:
         path.unlink()
@@ -424,10 +433,14 @@ def gx_sample(
     )
 
 
-def _count(read: int, reasons: dict[str, int], kept: pl.LazyFrame, table: Table) -> TableCount:
-    """Rows read (counted on the raw files), kept and set aside; nothing may be lost."""
-    kept_count = kept.select(pl.len()).collect().item()
-    count = TableCount(rows_read=read, rows_kept=kept_count, reasons=reasons)
+def _count(read: int, check: TableCheck, table: Table) -> TableCount:
+    """Rows read (counted on the raw files' footers), kept and set aside; nothing may be lost.
+
+    Kept rows are the rows the rule pass scanned whose position was not set aside.
+    """
+    aside = check.aside_rows if check.aside_rows is not None else pl.Series([], dtype=pl.UInt32)
+    kept = check.rows_scanned - aside.filter(aside < check.rows_scanned).n_unique()
+    count = TableCount(rows_read=read, rows_kept=kept, reasons=check.reasons)
     if count.rows_read != count.rows_kept + count.rows_set_aside:
         raise RuntimeError(
             f"rows lost in {table.name}: read {count.rows_read}, kept {count.rows_kept}, "
@@ -513,7 +526,7 @@ def run_gate(
         if check.aside_rows is not None:
             report.set_aside[name] = check.aside_rows
         kept = without_rows(tables[name], check.aside_rows)
-        report.tables[name] = _count(rows_read[name], check.reasons, kept, table)
+        report.tables[name] = _count(rows_read[name], check, table)
         report.samples[name] = check.sample
         aside = pl.scan_parquet(check.quarantine) if check.quarantine is not None else None
         _remember(parents, name, kept, aside)

@@ -119,20 +119,22 @@ def _aggregate(frame: pl.LazyFrame, table: str, windows: _Windows, timezone: str
         .with_columns((pl.col(DAY) >= windows.recent_start).alias(RECENT))
     )
     amount_columns = AMOUNT_COLUMNS.get(table, ())
-    queries = [base.group_by(DAY).agg(rows=pl.len())]
-    queries.append(
-        base.group_by(RECENT).agg(
-            pl.len().alias("rows"),
-            *(pl.col(c).median().alias(c) for c in amount_columns),
-        )
-    )
     columns = enum_columns(table)
-    queries += [
-        base.group_by(RECENT, pl.col(c).cast(pl.String).alias("value")).agg(n=pl.len())
+    # One scan counts rows per day and value combination; the day and value counts are sums
+    # of it (a query per enumerated column scanned the window again for each).
+    counts = base.group_by(DAY, RECENT, *(pl.col(c).cast(pl.String) for c in columns)).agg(
+        rows=pl.len()
+    )
+    medians = base.group_by(RECENT).agg(
+        pl.len().alias("rows"), *(pl.col(c).median().alias(c) for c in amount_columns)
+    )
+    counts, amounts = pl.collect_all([counts, medians], engine="streaming")
+    daily = counts.group_by(DAY).agg(pl.col("rows").sum())
+    enums = {
+        c: counts.group_by(RECENT, pl.col(c).alias("value")).agg(n=pl.col("rows").sum())
         for c in columns
-    ]
-    collected = pl.collect_all(queries)
-    return _Aggregates(collected[0], collected[1], dict(zip(columns, collected[2:], strict=True)))
+    }
+    return _Aggregates(daily, amounts, enums)
 
 
 def _severity(action: Action) -> str:

@@ -319,7 +319,11 @@ def print_summary(summary: Any) -> None:
     shown = [
         ("out-of-time AUC", "oot_auc"),
         ("out-of-time KS", "oot_ks"),
+        ("out-of-time Brier score (calibrated PD)", "oot_brier"),
+        ("out-of-time expected calibration error", "oot_ece"),
         ("out-of-time bad rate", "oot_bad_rate"),
+        ("out-of-time mean PD", "oot_mean_pd"),
+        ("PSI of the PD, train to out-of-time", "psi_train_to_oot"),
         ("bureau-only AUC (same split)", "oot_auc_bureau_only"),
         ("oracle AUC (true PD, synthetic only)", "oot_oracle_auc"),
         ("validation AUC", "valid_auc"),

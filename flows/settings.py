@@ -31,7 +31,7 @@ from pydantic_settings import (
 from data.config import ContractSettings, LabelSettings, ValidationSettings
 from data.generator.config import GeneratorConfig
 from features.base import FeatureSettings
-from models.config import SplitSettings, TrainSettings
+from models.config import EvaluationSettings, SplitSettings, TrainSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "mlflow.yml"
@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
     training: TrainSettings = Field(default_factory=TrainSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
 
     @classmethod

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from flows.settings import MlflowSettings
 from models.pipeline import TrainingOutcome, finite
 
-MODEL_REQUIREMENTS = ("lightgbm", "polars", "pandas", "numpy", "mlflow", "pyarrow")
+MODEL_REQUIREMENTS = ("lightgbm", "scikit-learn", "polars", "pandas", "numpy", "mlflow", "pyarrow")
 
 
 @dataclass
@@ -61,10 +61,13 @@ def log_training(
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         mlflow.log_params({**params, **{f"lgbm_{k}": v for k, v in outcome.params.items()}})
         mlflow.log_param("best_iteration", outcome.best_iteration)
+        if outcome.model.calibrator is not None:
+            mlflow.log_param("calibration", outcome.model.calibrator.method)
         mlflow.log_metrics(finite({**outcome.metrics, **extra_metrics}))
         mlflow.log_metrics({f"rows_{k}": float(v) for k, v in outcome.split_rows.items()})
+        tables = {name: table.write_csv() for name, table in outcome.tables.items()}
         with tempfile.TemporaryDirectory() as tmp:
-            for name, text in artifacts.items():
+            for name, text in {**artifacts, **tables}.items():
                 path = Path(tmp) / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)

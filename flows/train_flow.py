@@ -145,6 +145,7 @@ def train_model(
         settings.training,
         settings.contract.timezone,
         truth=truth,
+        evaluation=settings.evaluation,
     )
     return outcome, check
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -32,3 +34,15 @@ class TrainSettings(BaseModel):
     feature_fraction: float = Field(0.7, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
+
+
+class EvaluationSettings(BaseModel):
+    """Calibration and the out-of-time evaluation every run reports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calibration: Literal["auto", "isotonic", "platt"] = Field(
+        "auto", description="auto: the method with the lower out-of-fold validation Brier score"
+    )
+    calibration_folds: int = Field(5, ge=2, description="Contiguous folds of the validation split")
+    bins: int = Field(10, ge=2, description="Equal-count bins of PD: deciles, ECE, PSI")

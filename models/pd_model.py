@@ -1,7 +1,7 @@
 """The registered model object: a feature frame in, a probability of default out.
 
 What is registered in MLflow is exactly this object, so scoring uses the same feature
-encoding as training.
+encoding and the same calibration as training.
 """
 
 from __future__ import annotations
@@ -14,16 +14,21 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from models.calibration import Calibrator
 from models.train import FeatureSpec
 
 
 class PDModel(mlflow.pyfunc.PythonModel):
-    """LightGBM booster (at its best iteration) plus the feature specification."""
+    """LightGBM booster (at its best iteration), the feature specification and the calibration
+    map from the booster's score to a probability (none: the score is used as it is)."""
 
-    def __init__(self, booster: lgb.Booster, spec: FeatureSpec) -> None:
+    def __init__(
+        self, booster: lgb.Booster, spec: FeatureSpec, calibrator: Calibrator | None = None
+    ) -> None:
         self._model_string = booster.model_to_string(num_iteration=booster.best_iteration)
         self._spec = spec.as_dict()
         self._booster: lgb.Booster | None = None
+        self.calibrator = calibrator
 
     @property
     def spec(self) -> FeatureSpec:
@@ -35,8 +40,13 @@ class PDModel(mlflow.pyfunc.PythonModel):
             self._booster = lgb.Booster(model_str=self._model_string)
         return self._booster
 
-    def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
+    def raw_score(self, features: pl.DataFrame) -> np.ndarray:
+        """The booster's own probability, before calibration."""
         return self.booster.predict(self.spec.matrix(features))
+
+    def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
+        score = self.raw_score(features)
+        return score if self.calibrator is None else self.calibrator.transform(score)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

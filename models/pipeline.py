@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from models.config import SplitSettings, TrainSettings
-from models.metrics import auc, summary
+from models.calibration import METHODS, Calibrator, choose_calibrator
+from models.config import EvaluationSettings, SplitSettings, TrainSettings
+from models.metrics import auc, decile_table, gini_by_month, psi, summary
 from models.pd_model import PDModel
 from models.split import SPLITS, SplitError, time_split
 from models.train import FeatureSpec, TrainData, TuningResult, default_params, fit, tune
@@ -29,6 +30,7 @@ class TrainingOutcome:
     split_months: dict[str, str]
     tuning: TuningResult
     training_set: pl.DataFrame
+    tables: dict[str, pl.DataFrame]  # evaluation tables, by artifact name
 
 
 def training_set(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
@@ -53,8 +55,11 @@ def train_pd_model(
     timezone: str,
     truth: pl.DataFrame | None = None,
     show_progress: bool = True,
+    evaluation: EvaluationSettings | None = None,
 ) -> TrainingOutcome:
-    """Split by time, tune on validation, evaluate out of time against a bureau-only baseline."""
+    """Split by time, tune on validation, calibrate on validation, evaluate out of time
+    against a bureau-only baseline."""
+    evaluation = evaluation or EvaluationSettings()
     data = time_split(training_set(features, labels), split_settings, timezone)
     parts = {name: data.filter(pl.col("split") == name) for name in SPLITS}
     _require_both_classes(parts)
@@ -63,13 +68,18 @@ def train_pd_model(
     train_data = TrainData.build(spec, parts["train"], parts["valid"])
     tuning = tune(train_data, train_settings, show_progress=show_progress)
     booster = fit(train_data, tuning.params, train_settings)
-    model = PDModel(booster, spec)
+    uncalibrated = PDModel(booster, spec)
+    calibrator, metrics = _calibrate(uncalibrated, parts["valid"], evaluation)
+    model = PDModel(booster, spec, calibrator)
 
+    all_pd = model.predict_pd(data)
+    pd = {name: all_pd[(data["split"] == name).to_numpy()] for name in SPLITS}
     oot = parts["oot"]
     oot_labels = oot["label"].to_numpy()
-    metrics = {f"oot_{k}": v for k, v in summary(oot_labels, model.predict_pd(oot)).items()}
-    valid = parts["valid"]
-    metrics["valid_auc"] = auc(valid["label"].to_numpy(), model.predict_pd(valid))
+    metrics.update({f"oot_{k}": v for k, v in summary(oot_labels, pd["oot"]).items()})
+    metrics["oot_auc_uncalibrated"] = auc(oot_labels, uncalibrated.predict_pd(oot))
+    metrics["valid_auc"] = auc(parts["valid"]["label"].to_numpy(), pd["valid"])
+    metrics["psi_train_to_oot"] = psi(pd["train"], pd["oot"], evaluation.bins)
     metrics["oot_auc_bureau_only"] = _bureau_only_auc(parts, feature_families, train_settings)
     metrics["oot_auc_lift_over_bureau"] = metrics["oot_auc"] - metrics["oot_auc_bureau_only"]
     if truth is not None and truth.height:
@@ -87,7 +97,24 @@ def train_pd_model(
         },
         tuning=tuning,
         training_set=data,
+        tables={
+            "evaluation/oot_deciles.csv": decile_table(oot_labels, pd["oot"], evaluation.bins),
+            "evaluation/gini_by_month.csv": gini_by_month(data, all_pd).join(
+                data.group_by("month").agg(pl.col("split").first()), on="month"
+            ),
+        },
     )
+
+
+def _calibrate(
+    model: PDModel, valid: pl.DataFrame, settings: EvaluationSettings
+) -> tuple[Calibrator, dict[str, float]]:
+    """The calibration map fitted on the validation split, and its out-of-fold Brier scores."""
+    methods = METHODS if settings.calibration == "auto" else (settings.calibration,)
+    choice = choose_calibrator(
+        model.raw_score(valid), valid["label"].to_numpy(), settings.calibration_folds, methods
+    )
+    return choice.calibrator, {f"valid_brier_{m}": b for m, b in choice.brier.items()}
 
 
 def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:

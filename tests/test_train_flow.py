@@ -46,6 +46,14 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     metrics = runs[0].data.metrics
     assert 0.5 < metrics["oot_auc"] <= 1.0 and 0.0 < metrics["oot_ks"] <= 1.0
     assert metrics["rows_oot"] > 0 and metrics["rows_train"] > metrics["rows_oot"]
+    for name in ("brier", "log_loss", "pr_auc", "ece", "gini"):
+        assert np.isfinite(metrics[f"oot_{name}"]), name
+    assert metrics["psi_train_to_oot"] >= 0.0
+    assert runs[0].data.params["calibration"] in ("isotonic", "platt")
+    chosen = runs[0].data.params["calibration"]
+    assert metrics[f"valid_brier_{chosen}"] == min(
+        metrics["valid_brier_isotonic"], metrics["valid_brier_platt"]
+    )
     assert runs[0].data.params["as_of"] == "2025-09-01"
     versions = client.search_model_versions("name='pdflow-pd'")
     assert [str(v.version) for v in versions] == ["1"]
@@ -58,7 +66,15 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     scores = np.asarray(model.predict(spec.to_pandas(features.head(50))))
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {"feature_catalogue.md", "split.json", "data_gate"} <= artifacts
+    assert {"feature_catalogue.md", "split.json", "data_gate", "evaluation"} <= artifacts
+    deciles = pl.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=runs[0].info.run_id, artifact_path="evaluation/oot_deciles.csv"
+        )
+    )
+    assert deciles["n"].sum() == metrics["rows_oot"] and deciles["decile"].to_list() == list(
+        range(1, 11)
+    )
     gate = {a.path for a in client.list_artifacts(runs[0].info.run_id, "data_gate")}
     assert {"data_gate/report.json", "data_gate/gx_results.json", "data_gate/data_docs"} <= gate
     assert metrics["gate_consumption_rows_read"] == metrics["gate_consumption_rows_kept"] > 0

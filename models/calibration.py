@@ -1,0 +1,84 @@
+"""Calibration: from the booster's score to a probability of default one can take at its word.
+
+Both of scikit-learn's methods are candidates, fitted on the validation split (never on
+training rows, whose scores the booster has seen): Platt scaling (a logistic regression on
+the score's log-odds) and isotonic regression. The method with the lower Brier score wins.
+Fitting and scoring on the same rows would always favour isotonic, which can follow every
+wiggle, so the Brier scores compared are out of fold: the validation rows are cut, in time
+order, into contiguous folds, and each fold is scored by a calibrator fitted on the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
+from sklearn.model_selection import KFold
+
+Method = Literal["isotonic", "platt"]
+METHODS: tuple[Method, ...] = ("isotonic", "platt")
+# Keeps log-odds finite for scores of exactly 0 or 1.
+EPSILON = 1e-9
+
+
+def log_odds(score: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(score, dtype=np.float64), EPSILON, 1 - EPSILON)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class Calibrator:
+    """A fitted calibration map from booster score to probability of default."""
+
+    method: Method
+    model: IsotonicRegression | LogisticRegression
+
+    @classmethod
+    def fit(cls, method: Method, score: np.ndarray, labels: np.ndarray) -> Calibrator:
+        if method == "isotonic":
+            model: IsotonicRegression | LogisticRegression = IsotonicRegression(
+                y_min=0.0, y_max=1.0, out_of_bounds="clip"
+            ).fit(score, labels)
+        else:
+            # No penalty: two parameters on thousands of rows need no shrinking.
+            model = LogisticRegression(penalty=None).fit(log_odds(score)[:, None], labels)
+        return cls(method, model)
+
+    def transform(self, score: np.ndarray) -> np.ndarray:
+        if isinstance(self.model, IsotonicRegression):
+            return np.asarray(self.model.predict(score), dtype=np.float64)
+        return self.model.predict_proba(log_odds(score)[:, None])[:, 1]
+
+
+def out_of_fold_brier(method: Method, score: np.ndarray, labels: np.ndarray, folds: int) -> float:
+    """Brier score of `method` when every row is calibrated by a map fitted without it."""
+    calibrated = np.empty(len(score), dtype=np.float64)
+    for fit_rows, held_rows in KFold(n_splits=folds, shuffle=False).split(score):
+        fitted = Calibrator.fit(method, score[fit_rows], labels[fit_rows])
+        calibrated[held_rows] = fitted.transform(score[held_rows])
+    return float(brier_score_loss(labels, calibrated))
+
+
+@dataclass
+class CalibrationChoice:
+    calibrator: Calibrator
+    brier: dict[str, float]  # out-of-fold validation Brier score per method
+
+
+def choose_calibrator(
+    score: np.ndarray, labels: np.ndarray, folds: int = 5, methods: tuple[Method, ...] = METHODS
+) -> CalibrationChoice:
+    """Fit the method with the lowest out-of-fold Brier score on all validation rows.
+
+    `score` and `labels` must be in time order (the folds are contiguous blocks of rows).
+    Ties go to the first method in `methods`.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    brier = {m: out_of_fold_brier(m, score, labels, folds) for m in methods}
+    best = min(methods, key=lambda m: brier[m])
+    return CalibrationChoice(Calibrator.fit(best, score, labels), brier)

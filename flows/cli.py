@@ -324,6 +324,7 @@ def print_summary(summary: Any) -> None:
         ("out-of-time bad rate", "oot_bad_rate"),
         ("out-of-time mean PD", "oot_mean_pd"),
         ("PSI of the PD, train to out-of-time", "psi_train_to_oot"),
+        ("grades failing the binomial test", "oot_grades_failing_binomial_test"),
         ("bureau-only AUC (same split)", "oot_auc_bureau_only"),
         ("oracle AUC (true PD, synthetic only)", "oot_oracle_auc"),
         ("validation AUC", "valid_auc"),

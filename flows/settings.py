@@ -31,7 +31,12 @@ from pydantic_settings import (
 from data.config import ContractSettings, LabelSettings, ValidationSettings
 from data.generator.config import GeneratorConfig
 from features.base import FeatureSettings
-from models.config import EvaluationSettings, SplitSettings, TrainSettings
+from models.config import (
+    DecisionSettings,
+    EvaluationSettings,
+    SplitSettings,
+    TrainSettings,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "mlflow.yml"
@@ -64,6 +69,7 @@ class Settings(BaseSettings):
     split: SplitSettings = Field(default_factory=SplitSettings)
     training: TrainSettings = Field(default_factory=TrainSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
 
     @classmethod

@@ -146,6 +146,7 @@ def train_model(
         settings.contract.timezone,
         truth=truth,
         evaluation=settings.evaluation,
+        decision=settings.decision,
     )
     return outcome, check
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SplitSettings(BaseModel):
@@ -46,3 +46,53 @@ class EvaluationSettings(BaseModel):
     )
     calibration_folds: int = Field(5, ge=2, description="Contiguous folds of the validation split")
     bins: int = Field(10, ge=2, description="Equal-count bins of PD: deciles, ECE, PSI")
+
+
+class Grade(BaseModel):
+    """A risk grade: the PD band up to `max_pd`, and the policy that applies to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    max_pd: float = Field(gt=0, le=1, description="Upper PD bound (inclusive) of the grade")
+    credit_limit: float = Field(ge=0, description="Credit limit offered; 0 declines")
+    price_tier: str = Field(description="Pricing tier of the offer (or 'decline')")
+
+
+DEFAULT_GRADES = (
+    Grade(name="A", max_pd=0.01, credit_limit=50_000, price_tier="T1"),
+    Grade(name="B", max_pd=0.02, credit_limit=30_000, price_tier="T2"),
+    Grade(name="C", max_pd=0.04, credit_limit=20_000, price_tier="T3"),
+    Grade(name="D", max_pd=0.07, credit_limit=10_000, price_tier="T4"),
+    Grade(name="E", max_pd=0.12, credit_limit=5_000, price_tier="T5"),
+    Grade(name="F", max_pd=0.20, credit_limit=2_000, price_tier="T6"),
+    Grade(name="G", max_pd=1.0, credit_limit=0, price_tier="decline"),
+)
+
+
+class DecisionSettings(BaseModel):
+    """From PD to decision: scorecard scaling, risk grades and the policy table.
+
+    Points follow the industry convention: `base_score` points at good:bad odds of
+    `base_odds` to 1, and `points_to_double_odds` more points each time the odds double.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_score: float = 600.0
+    base_odds: float = Field(50.0, gt=0)
+    points_to_double_odds: float = Field(20.0, gt=0)
+    grades: tuple[Grade, ...] = DEFAULT_GRADES
+    binomial_alpha: float = Field(
+        0.05, gt=0, lt=1, description="Two-sided level of the per-grade calibration test"
+    )
+
+    @field_validator("grades")
+    @classmethod
+    def _bands_cover_all_pds(cls, grades: tuple[Grade, ...]) -> tuple[Grade, ...]:
+        bounds = [g.max_pd for g in grades]
+        if not grades or bounds != sorted(set(bounds)) or bounds[-1] != 1.0:
+            raise ValueError("grades need strictly increasing max_pd, the last one 1.0")
+        if len({g.name for g in grades}) != len(grades):
+            raise ValueError("grade names must be unique")
+        return grades

@@ -15,20 +15,28 @@ import pandas as pd
 import polars as pl
 
 from models.calibration import Calibrator
+from models.config import DecisionSettings
+from models.decision import decide
 from models.train import FeatureSpec
 
 
 class PDModel(mlflow.pyfunc.PythonModel):
-    """LightGBM booster (at its best iteration), the feature specification and the calibration
-    map from the booster's score to a probability (none: the score is used as it is)."""
+    """LightGBM booster (at its best iteration), the feature specification, the calibration
+    map from the booster's score to a probability (none: the score is used as it is), and the
+    decision settings that turn a probability into score, grade and offer."""
 
     def __init__(
-        self, booster: lgb.Booster, spec: FeatureSpec, calibrator: Calibrator | None = None
+        self,
+        booster: lgb.Booster,
+        spec: FeatureSpec,
+        calibrator: Calibrator | None = None,
+        decision: DecisionSettings | None = None,
     ) -> None:
         self._model_string = booster.model_to_string(num_iteration=booster.best_iteration)
         self._spec = spec.as_dict()
         self._booster: lgb.Booster | None = None
         self.calibrator = calibrator
+        self.decision = decision or DecisionSettings()
 
     @property
     def spec(self) -> FeatureSpec:
@@ -47,6 +55,11 @@ class PDModel(mlflow.pyfunc.PythonModel):
     def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
         score = self.raw_score(features)
         return score if self.calibrator is None else self.calibrator.transform(score)
+
+    def decide(self, features: pl.DataFrame) -> pl.DataFrame:
+        """Per row of `features`: ``pd``, scorecard ``score``, ``grade``, ``credit_limit`` and
+        ``price_tier``, in the same order."""
+        return decide(self.predict_pd(features), self.decision)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

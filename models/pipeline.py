@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 
 from models.calibration import METHODS, Calibrator, choose_calibrator
-from models.config import EvaluationSettings, SplitSettings, TrainSettings
+from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
+from models.decision import grade_calibration
 from models.metrics import auc, decile_table, gini_by_month, psi, summary
 from models.pd_model import PDModel
 from models.split import SPLITS, SplitError, time_split
@@ -56,10 +57,12 @@ def train_pd_model(
     truth: pl.DataFrame | None = None,
     show_progress: bool = True,
     evaluation: EvaluationSettings | None = None,
+    decision: DecisionSettings | None = None,
 ) -> TrainingOutcome:
     """Split by time, tune on validation, calibrate on validation, evaluate out of time
     against a bureau-only baseline."""
     evaluation = evaluation or EvaluationSettings()
+    decision = decision or DecisionSettings()
     data = time_split(training_set(features, labels), split_settings, timezone)
     parts = {name: data.filter(pl.col("split") == name) for name in SPLITS}
     _require_both_classes(parts)
@@ -70,7 +73,7 @@ def train_pd_model(
     booster = fit(train_data, tuning.params, train_settings)
     uncalibrated = PDModel(booster, spec)
     calibrator, metrics = _calibrate(uncalibrated, parts["valid"], evaluation)
-    model = PDModel(booster, spec, calibrator)
+    model = PDModel(booster, spec, calibrator, decision)
 
     all_pd = model.predict_pd(data)
     pd = {name: all_pd[(data["split"] == name).to_numpy()] for name in SPLITS}
@@ -80,6 +83,8 @@ def train_pd_model(
     metrics["oot_auc_uncalibrated"] = auc(oot_labels, uncalibrated.predict_pd(oot))
     metrics["valid_auc"] = auc(parts["valid"]["label"].to_numpy(), pd["valid"])
     metrics["psi_train_to_oot"] = psi(pd["train"], pd["oot"], evaluation.bins)
+    grades = grade_calibration(oot_labels, pd["oot"], decision)
+    metrics["oot_grades_failing_binomial_test"] = float((~grades["calibrated"]).sum())
     metrics["oot_auc_bureau_only"] = _bureau_only_auc(parts, feature_families, train_settings)
     metrics["oot_auc_lift_over_bureau"] = metrics["oot_auc"] - metrics["oot_auc_bureau_only"]
     if truth is not None and truth.height:
@@ -99,6 +104,7 @@ def train_pd_model(
         training_set=data,
         tables={
             "evaluation/oot_deciles.csv": decile_table(oot_labels, pd["oot"], evaluation.bins),
+            "evaluation/oot_grades.csv": grades,
             "evaluation/gini_by_month.csv": gini_by_month(data, all_pd).join(
                 data.group_by("month").agg(pl.col("split").first()), on="month"
             ),

@@ -65,6 +65,9 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     spec = model.unwrap_python_model().spec
     scores = np.asarray(model.predict(spec.to_pandas(features.head(50))))
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
+    decided = model.unwrap_python_model().decide(features.head(50))
+    assert decided["pd"].to_list() == pytest.approx(scores.tolist())
+    assert decided["grade"].null_count() == 0 and decided["score"].is_finite().all()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"feature_catalogue.md", "split.json", "data_gate", "evaluation"} <= artifacts
     deciles = pl.read_csv(
@@ -72,6 +75,8 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
             run_id=runs[0].info.run_id, artifact_path="evaluation/oot_deciles.csv"
         )
     )
+    evaluation = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
+    assert "evaluation/oot_grades.csv" in evaluation
     assert deciles["n"].sum() == metrics["rows_oot"] and deciles["decile"].to_list() == list(
         range(1, 11)
     )

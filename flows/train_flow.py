@@ -33,6 +33,7 @@ from models.pipeline import TrainingOutcome, train_pd_model, training_set
 class FeatureOutput:
     path: Path
     families: dict[str, str]
+    words: dict[str, str]  # feature -> "description (window)", for reason codes
     catalogue: str
     check: SuiteResult
 
@@ -118,6 +119,7 @@ def make_features(gate: DataGateOutcome, raw: Path, settings: Settings, out: Pat
     return FeatureOutput(
         path=write_parquet_atomic(features, out / "features.parquet"),
         families={d.name: d.family for d in defs},
+        words={d.name: f"{d.description} ({d.window})" for d in defs},
         catalogue=catalogue_markdown(defs),
         check=check,
     )
@@ -147,6 +149,7 @@ def train_model(
         truth=truth,
         evaluation=settings.evaluation,
         decision=settings.decision,
+        words=features.words,
     )
     return outcome, check
 

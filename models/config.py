@@ -86,6 +86,7 @@ class DecisionSettings(BaseModel):
     binomial_alpha: float = Field(
         0.05, gt=0, lt=1, description="Two-sided level of the per-grade calibration test"
     )
+    reasons: int = Field(4, ge=1, description="Adverse factors given per applicant")
 
     @field_validator("grades")
     @classmethod

@@ -17,6 +17,7 @@ import polars as pl
 from models.calibration import Calibrator
 from models.config import DecisionSettings
 from models.decision import decide
+from models.explain import reason_codes
 from models.train import FeatureSpec
 
 
@@ -31,12 +32,14 @@ class PDModel(mlflow.pyfunc.PythonModel):
         spec: FeatureSpec,
         calibrator: Calibrator | None = None,
         decision: DecisionSettings | None = None,
+        words: dict[str, str] | None = None,
     ) -> None:
         self._model_string = booster.model_to_string(num_iteration=booster.best_iteration)
         self._spec = spec.as_dict()
         self._booster: lgb.Booster | None = None
         self.calibrator = calibrator
         self.decision = decision or DecisionSettings()
+        self.words = dict(words or {})  # feature -> catalogue description, for reasons
 
     @property
     def spec(self) -> FeatureSpec:
@@ -52,14 +55,22 @@ class PDModel(mlflow.pyfunc.PythonModel):
         """The booster's own probability, before calibration."""
         return self.booster.predict(self.spec.matrix(features))
 
-    def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
-        score = self.raw_score(features)
+    def calibrate(self, score: np.ndarray) -> np.ndarray:
         return score if self.calibrator is None else self.calibrator.transform(score)
 
+    def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
+        return self.calibrate(self.raw_score(features))
+
     def decide(self, features: pl.DataFrame) -> pl.DataFrame:
-        """Per row of `features`: ``pd``, scorecard ``score``, ``grade``, ``credit_limit`` and
-        ``price_tier``, in the same order."""
-        return decide(self.predict_pd(features), self.decision)
+        """Per row of `features`, in order: ``pd``, scorecard ``score``, ``grade``,
+        ``credit_limit``, ``price_tier``, and the adverse factors (``reason_codes``: feature
+        names; ``reasons``: in words)."""
+        matrix = self.spec.matrix(features)
+        pd = self.calibrate(self.booster.predict(matrix))
+        reasons = reason_codes(
+            self.booster, matrix, self.spec.names, self.words, self.decision.reasons
+        )
+        return pl.concat([decide(pd, self.decision), reasons], how="horizontal")
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

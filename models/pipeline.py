@@ -58,9 +58,10 @@ def train_pd_model(
     show_progress: bool = True,
     evaluation: EvaluationSettings | None = None,
     decision: DecisionSettings | None = None,
+    words: Mapping[str, str] | None = None,
 ) -> TrainingOutcome:
     """Split by time, tune on validation, calibrate on validation, evaluate out of time
-    against a bureau-only baseline."""
+    against a bureau-only baseline. `words` gives each feature in words, for reason codes."""
     evaluation = evaluation or EvaluationSettings()
     decision = decision or DecisionSettings()
     data = time_split(training_set(features, labels), split_settings, timezone)
@@ -73,7 +74,7 @@ def train_pd_model(
     booster = fit(train_data, tuning.params, train_settings)
     uncalibrated = PDModel(booster, spec)
     calibrator, metrics = _calibrate(uncalibrated, parts["valid"], evaluation)
-    model = PDModel(booster, spec, calibrator, decision)
+    model = PDModel(booster, spec, calibrator, decision, dict(words or {}))
 
     all_pd = model.predict_pd(data)
     pd = {name: all_pd[(data["split"] == name).to_numpy()] for name in SPLITS}

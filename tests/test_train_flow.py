@@ -68,6 +68,10 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     decided = model.unwrap_python_model().decide(features.head(50))
     assert decided["pd"].to_list() == pytest.approx(scores.tolist())
     assert decided["grade"].null_count() == 0 and decided["score"].is_finite().all()
+    words = model.unwrap_python_model().words
+    assert set(words) == set(spec.names)  # every feature has its catalogue words
+    reasons = decided["reasons"].explode().drop_nulls()
+    assert reasons.len() > 0 and set(reasons) <= set(words.values())
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"feature_catalogue.md", "split.json", "data_gate", "evaluation"} <= artifacts
     deciles = pl.read_csv(

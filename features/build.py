@@ -128,9 +128,11 @@ def feature_table(
     timezone: str,
     labels: LabelSettings,
     known: pl.DataFrame | None = None,
+    since: datetime | None = None,
 ) -> tuple[list[FeatureDef], pl.DataFrame]:
     """The feature table of every application in a point-in-time view (less the `known`
-    application ids, if given), sorted by id.
+    application ids, if given; only those whose cut-off is at or after `since`, if given),
+    sorted by id.
 
     Used alike by the nightly flow and ``pdflow features``. Each family is collected on its
     own by the streaming engine, so the peak is the largest family's, not the sum of all; the
@@ -141,6 +143,8 @@ def feature_table(
     spine = application_spine(tables["applications"], timezone)
     if known is not None:
         spine = spine.join(known.lazy(), on="application_id", how="anti")
+    if since is not None:
+        spine = spine.filter(pl.col("cutoff") >= since)
     spine_rows = spine.collect()
     if spine_rows.is_empty():  # nothing to compute: read no events at all
         tables = {name: frame.clear() for name, frame in tables.items()}

@@ -26,6 +26,7 @@ from rich.table import Table
 from data.readers import ContractError
 from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
+from models.errors import ModelInputError, ModelNotFound
 from models.split import SplitError
 
 app = typer.Typer(
@@ -47,7 +48,15 @@ DateOption = Annotated[
 
 
 # OSError covers paths that exist, are missing or cannot be written: the user's to fix.
-USER_ERRORS = (ContractError, SplitError, OSError, ValidationError, DataGateStop)
+USER_ERRORS = (
+    ContractError,
+    SplitError,
+    OSError,
+    ValidationError,
+    DataGateStop,
+    ModelNotFound,
+    ModelInputError,
+)
 
 
 class HideUserErrorTracebacks(logging.Filter):
@@ -73,7 +82,7 @@ def user_errors() -> Iterator[None]:
     except DataGateStop as err:
         errors.print(f"[bold red]stopped:[/] {err}", highlight=False)
         raise typer.Exit(1) from None
-    except (ContractError, SplitError, OSError) as err:
+    except (ContractError, SplitError, OSError, ModelNotFound, ModelInputError) as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as err:
@@ -274,6 +283,50 @@ def print_gate(outcome: Any) -> None:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"quarantined rows: {outcome.report.quarantine}")
     console.print("data can be used" if outcome.ok else "[bold red]data gate stopped[/]")
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    raw: Annotated[Path, typer.Option(help="Raw root to score from")],
+    start: Annotated[
+        datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First local application day"),
+    ],
+    end: Annotated[
+        datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last local application day (inclusive)"),
+    ],
+    out: Annotated[Path, typer.Option(help="Parquet file to write (replaced when complete)")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model URI (default: models:/<registered name>@champion)"),
+    ] = None,
+) -> None:
+    """Score every application applied in a date range, each on its own point-in-time features.
+
+    Writes application_id, user_id, applied_at, pd, score, grade, credit_limit, price_tier,
+    reason_codes, reasons and model_version, one row per application.
+    """
+    from data.storage import write_parquet_atomic
+    from flows.score import default_model_uri, load_model, score_applications
+
+    if end < start:
+        raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
+    with user_errors():
+        settings = _settings(ctx)
+        if not raw.is_dir():
+            raise FileNotFoundError(f"raw root {raw} does not exist")
+        loaded = load_model(model or default_model_uri(settings), settings.mlflow.tracking_uri)
+        scored = score_applications(raw, start.date(), end.date(), loaded, settings)
+        write_parquet_atomic(scored, out)
+    console.print(
+        f"Scored {scored.height:,} applications applied {start.date()}..{end.date()} with "
+        f"{loaded.version} -> {out}"
+    )
+    if scored.height:
+        grades = scored.group_by("grade").len().sort("grade")
+        console.print("by grade: " + ", ".join(f"{g} {n:,}" for g, n in grades.iter_rows()))
 
 
 @app.command()

@@ -17,6 +17,7 @@ import polars as pl
 from models.calibration import Calibrator
 from models.config import DecisionSettings
 from models.decision import decide
+from models.errors import ModelInputError
 from models.explain import reason_codes
 from models.train import FeatureSpec
 
@@ -51,6 +52,17 @@ class PDModel(mlflow.pyfunc.PythonModel):
             self._booster = lgb.Booster(model_str=self._model_string)
         return self._booster
 
+    def check_inputs(self, columns: list[str]) -> None:
+        """Raise :class:`ModelInputError` naming the model's features that `columns` lacks."""
+        missing = [name for name in self.spec.names if name not in columns]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            shown = ", ".join(missing[:5]) + more
+            raise ModelInputError(
+                f"the feature table lacks {len(missing)} of the model's {len(self.spec.names)} "
+                f"features ({shown}): was the model trained with other feature settings?"
+            )
+
     def raw_score(self, features: pl.DataFrame) -> np.ndarray:
         """The booster's own probability, before calibration."""
         return self.booster.predict(self.spec.matrix(features))
@@ -76,6 +88,13 @@ class PDModel(mlflow.pyfunc.PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         return self.predict_pd(pl.from_pandas(model_input))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models registered before calibration, decisions and reason words existed load with
+        # their defaults: the booster's own score, the default policy, features named as is.
+        self.__dict__.update({"calibrator": None, "words": {}, **state})
+        if "decision" not in state:
+            self.decision = DecisionSettings()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -79,6 +81,7 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
             run_id=runs[0].info.run_id, artifact_path="evaluation/oot_deciles.csv"
         )
     )
+    check_backtest_scoring(small_raw, features, model, tmp_path, tracking)
     evaluation = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
     assert "evaluation/oot_grades.csv" in evaluation
     assert deciles["n"].sum() == metrics["rows_oot"] and deciles["decile"].to_list() == list(
@@ -120,3 +123,37 @@ def test_gate_stop_registers_nothing(small_raw: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
     report = tmp_path / "ws" / "runs" / "2025-09-01" / "gate" / "report.json"
     assert '"ok": false' in report.read_text()
+
+
+def check_backtest_scoring(
+    raw: Path, features: pl.DataFrame, model: Any, tmp_path: Path, tracking: str
+) -> None:
+    """`pdflow score` gives each application in the range the decision the registered model
+    makes on the training run's features: the same point-in-time features, built later."""
+    out = tmp_path / "scored.parquet"
+    args = ["score", "--raw", str(raw), "--from", "2025-06-01", "--to", "2025-06-30"]
+    result = run_pdflow([*args, "--out", str(out)], tmp_path / "ws", tracking)
+    assert result.returncode == 2 and "alias champion not found" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+    result = run_pdflow(
+        [*args, "--out", str(out), "--model", "models:/pdflow-pd/1"], tmp_path / "ws", tracking
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    scored = pl.read_parquet(out)
+    local_day = pl.col("applied_at").dt.convert_time_zone("Asia/Shanghai").dt.date()
+    expected_ids = features.filter(local_day.is_between(date(2025, 6, 1), date(2025, 6, 30)))
+    assert scored.height == expected_ids.height > 0
+    assert scored["model_version"].unique().to_list() == ["pdflow-pd/1"]
+    same = features.join(scored.select("application_id"), on="application_id").sort(
+        "application_id"
+    )
+    expected = model.unwrap_python_model().decide(same)
+    got = scored.sort("application_id")
+    assert got["pd"].to_list() == expected["pd"].to_list()
+    assert got["grade"].to_list() == expected["grade"].to_list()
+    assert got["reasons"].to_list() == expected["reasons"].to_list()
+
+    backwards = ["score", "--raw", str(raw), "--from", "2025-06-30", "--to", "2025-06-01"]
+    result = run_pdflow([*backwards, "--out", str(out)], tmp_path / "ws", tracking)
+    assert result.returncode == 2 and "before --from" in result.stderr

@@ -1,0 +1,11 @@
+"""Errors of the modelling stage that are the user's to fix (the CLI prints them, no traceback)."""
+
+from __future__ import annotations
+
+
+class ModelInputError(ValueError):
+    """A feature frame the model cannot score (features missing)."""
+
+
+class ModelNotFound(LookupError):
+    """A model URI that names no model MLflow can load, or not a pdflow PD model."""

@@ -378,10 +378,16 @@ def print_summary(summary: Any) -> None:
         ("out-of-time mean PD", "oot_mean_pd"),
         ("PSI of the PD, train to out-of-time", "psi_train_to_oot"),
         ("grades failing the binomial test", "oot_grades_failing_binomial_test"),
-        ("bureau-only AUC (same split)", "oot_auc_bureau_only"),
+        ("baseline AUC: LightGBM, default parameters", "oot_auc_lightgbm_default"),
+        ("baseline AUC: WOE logistic scorecard", "oot_auc_woe_scorecard"),
+        ("baseline AUC: LightGBM, bureau features only", "oot_auc_bureau_only"),
+        ("smallest margin over a baseline (AUC)", "smallest_margin"),
         ("oracle AUC (true PD, synthetic only)", "oot_oracle_auc"),
         ("validation AUC", "valid_auc"),
     ]
+    margins = [v for k, v in metrics.items() if k.startswith("oot_auc_margin_over_")]
+    if margins:
+        metrics = {**metrics, "smallest_margin": min(margins)}
     for label, key in shown:
         if key in metrics:
             table.add_row(label, f"{metrics[key]:.4f}")

@@ -45,7 +45,7 @@ class Calibrator:
             ).fit(score, labels)
         else:
             # No penalty: two parameters on thousands of rows need no shrinking.
-            model = LogisticRegression(penalty=None).fit(log_odds(score)[:, None], labels)
+            model = LogisticRegression(C=np.inf).fit(log_odds(score)[:, None], labels)
         return cls(method, model)
 
     def transform(self, score: np.ndarray) -> np.ndarray:

@@ -46,6 +46,11 @@ class EvaluationSettings(BaseModel):
     )
     calibration_folds: int = Field(5, ge=2, description="Contiguous folds of the validation split")
     bins: int = Field(10, ge=2, description="Equal-count bins of PD: deciles, ECE, PSI")
+    baselines: bool = Field(True, description="Fit the baselines and the family ablation")
+    ablation_families: tuple[str, ...] = Field(
+        ("bureau", "consumption", "transactions", "social", "app_behaviour"),
+        description="Families added one at a time, the first alone",
+    )
 
 
 class Grade(BaseModel):

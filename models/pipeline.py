@@ -8,15 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from models.baselines import ablation, baseline_scores
 from models.calibration import METHODS, Calibrator, choose_calibrator
 from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
 from models.decision import grade_calibration
 from models.metrics import auc, decile_table, gini_by_month, psi, summary
 from models.pd_model import PDModel
 from models.split import SPLITS, SplitError, time_split
-from models.train import FeatureSpec, TrainData, TuningResult, default_params, fit, tune
-
-BUREAU_FAMILY = "bureau"
+from models.train import FeatureSpec, TrainData, TuningResult, fit, tune
 
 
 @dataclass
@@ -86,8 +85,12 @@ def train_pd_model(
     metrics["psi_train_to_oot"] = psi(pd["train"], pd["oot"], evaluation.bins)
     grades = grade_calibration(oot_labels, pd["oot"], decision)
     metrics["oot_grades_failing_binomial_test"] = float((~grades["calibrated"]).sum())
-    metrics["oot_auc_bureau_only"] = _bureau_only_auc(parts, feature_families, train_settings)
-    metrics["oot_auc_lift_over_bureau"] = metrics["oot_auc"] - metrics["oot_auc_bureau_only"]
+    tables: dict[str, pl.DataFrame] = {}
+    if evaluation.baselines:
+        metrics.update(_baselines(parts, feature_families, train_settings, metrics["oot_auc"]))
+        tables["evaluation/ablation.csv"] = ablation(
+            parts, feature_families, evaluation.ablation_families, tuning.params, train_settings
+        )
     if truth is not None and truth.height:
         metrics.update(_oracle(oot, truth))
     if "oot_oracle_auc" in metrics:
@@ -104,6 +107,7 @@ def train_pd_model(
         tuning=tuning,
         training_set=data,
         tables={
+            **tables,
             "evaluation/oot_deciles.csv": decile_table(oot_labels, pd["oot"], evaluation.bins),
             "evaluation/oot_grades.csv": grades,
             "evaluation/gini_by_month.csv": gini_by_month(data, all_pd).join(
@@ -134,16 +138,22 @@ def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:
             )
 
 
-def _bureau_only_auc(
-    parts: dict[str, pl.DataFrame], families: Mapping[str, str], settings: TrainSettings
-) -> float:
-    """Out-of-time AUC of LightGBM with base parameters on bureau features alone."""
-    names = [name for name, family in families.items() if family == BUREAU_FAMILY]
-    spec = FeatureSpec.from_frame(parts["train"], names)
-    data = TrainData.build(spec, parts["train"], parts["valid"])
-    booster = fit(data, default_params(settings), settings)
-    scores = booster.predict(spec.matrix(parts["oot"]), num_iteration=booster.best_iteration)
-    return auc(parts["oot"]["label"].to_numpy(), scores)
+def _baselines(
+    parts: dict[str, pl.DataFrame],
+    families: Mapping[str, str],
+    settings: TrainSettings,
+    model_auc: float,
+) -> dict[str, float]:
+    """Each baseline's out-of-time AUC, the tuned model's margin over it, and whether the
+    model beats them all (1.0) or not (0.0)."""
+    labels = parts["oot"]["label"].to_numpy()
+    metrics = {}
+    for name, scores in baseline_scores(parts, families, settings).items():
+        metrics[f"oot_auc_{name}"] = auc(labels, scores)
+        metrics[f"oot_auc_margin_over_{name}"] = model_auc - metrics[f"oot_auc_{name}"]
+    margins = [v for k, v in metrics.items() if k.startswith("oot_auc_margin_over_")]
+    metrics["beats_all_baselines"] = float(min(margins) > 0)
+    return metrics
 
 
 def _oracle(oot: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:

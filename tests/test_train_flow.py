@@ -51,6 +51,11 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     for name in ("brier", "log_loss", "pr_auc", "ece", "gini"):
         assert np.isfinite(metrics[f"oot_{name}"]), name
     assert metrics["psi_train_to_oot"] >= 0.0
+    for baseline in ("lightgbm_default", "woe_scorecard", "bureau_only"):
+        margin = metrics[f"oot_auc_margin_over_{baseline}"]
+        assert margin == pytest.approx(metrics["oot_auc"] - metrics[f"oot_auc_{baseline}"])
+    beats = all(metrics[k] > 0 for k in metrics if k.startswith("oot_auc_margin_over_"))
+    assert metrics["beats_all_baselines"] == float(beats)
     assert runs[0].data.params["calibration"] in ("isotonic", "platt")
     chosen = runs[0].data.params["calibration"]
     assert metrics[f"valid_brier_{chosen}"] == min(
@@ -83,7 +88,7 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     )
     check_backtest_scoring(small_raw, features, model, tmp_path, tracking)
     evaluation = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
-    assert "evaluation/oot_grades.csv" in evaluation
+    assert {"evaluation/oot_grades.csv", "evaluation/ablation.csv"} <= evaluation
     assert deciles["n"].sum() == metrics["rows_oot"] and deciles["decile"].to_list() == list(
         range(1, 11)
     )

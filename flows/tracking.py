@@ -96,5 +96,37 @@ def log_training(
     )
 
 
+@dataclass
+class Champion:
+    version: str
+    params: dict[str, Any]  # the LightGBM parameters it was trained with
+
+
+def _parameter(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def find_champion(settings: MlflowSettings) -> Champion | None:
+    """The registered model's version under the alias ``champion`` and its LightGBM
+    parameters, or None when no version carries the alias (or the registry is empty)."""
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(settings.registered_model_name, "champion")
+    except MlflowException:
+        return None
+    logged = client.get_run(version.run_id).data.params
+    params = {
+        k.removeprefix("lgbm_"): _parameter(v) for k, v in logged.items() if k.startswith("lgbm_")
+    }
+    return Champion(version=str(version.version), params=params)
+
+
 def as_json(values: dict[str, Any]) -> str:
     return json.dumps(values, indent=2, sort_keys=True, default=str)

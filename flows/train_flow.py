@@ -25,7 +25,7 @@ from expectations.suites import features_suite, training_suite
 from features.build import catalogue_markdown, update_feature_store
 from features.store import MONTH, scan_feature_store
 from flows.settings import Settings
-from flows.tracking import RegisteredRun, as_json, log_training
+from flows.tracking import RegisteredRun, as_json, find_champion, log_training
 from models.pipeline import TrainingOutcome, train_pd_model, training_set
 
 
@@ -139,6 +139,11 @@ def train_model(
     if not check.success and check.action == "stop":
         raise DataGateStop(check.messages())
     truth = scan_validated(gate.report, settings.contract.timezone)["_truth"].collect()
+    champion = find_champion(settings.mlflow)
+    get_run_logger().info(
+        "tuning warm-starts from %s",
+        f"the champion, version {champion.version}" if champion else "the base parameters only",
+    )
     outcome = train_pd_model(
         feature_frame,
         labels,
@@ -150,6 +155,7 @@ def train_model(
         evaluation=settings.evaluation,
         decision=settings.decision,
         words=features.words,
+        warm_start=champion.params if champion else None,
     )
     return outcome, check
 

@@ -34,6 +34,14 @@ class TrainSettings(BaseModel):
     feature_fraction: float = Field(0.7, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
+    boosting: Literal["gbdt", "dart"] = Field(
+        "gbdt", description="dart: dropout trees, a fixed number of rounds (no early stopping)"
+    )
+    dart_rounds: int = Field(300, ge=10, description="Boosting rounds of a DART model")
+    monotone: dict[str, Literal[-1, 1]] = Field(
+        default_factory=dict,
+        description="Feature -> direction policy fixes: 1 PD may only rise with it, -1 fall",
+    )
 
 
 class EvaluationSettings(BaseModel):

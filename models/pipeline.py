@@ -58,9 +58,11 @@ def train_pd_model(
     evaluation: EvaluationSettings | None = None,
     decision: DecisionSettings | None = None,
     words: Mapping[str, str] | None = None,
+    warm_start: dict[str, object] | None = None,
 ) -> TrainingOutcome:
     """Split by time, tune on validation, calibrate on validation, evaluate out of time
-    against a bureau-only baseline. `words` gives each feature in words, for reason codes."""
+    against the baselines. `words` gives each feature in words, for reason codes;
+    `warm_start` (the champion's parameters) is the second trial of the tuning study."""
     evaluation = evaluation or EvaluationSettings()
     decision = decision or DecisionSettings()
     data = time_split(training_set(features, labels), split_settings, timezone)
@@ -69,7 +71,7 @@ def train_pd_model(
     names = list(feature_families)
     spec = FeatureSpec.from_frame(data, names)
     train_data = TrainData.build(spec, parts["train"], parts["valid"])
-    tuning = tune(train_data, train_settings, show_progress=show_progress)
+    tuning = tune(train_data, train_settings, show_progress=show_progress, warm_start=warm_start)
     booster = fit(train_data, tuning.params, train_settings)
     uncalibrated = PDModel(booster, spec)
     calibrator, metrics = _calibrate(uncalibrated, parts["valid"], evaluation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,9 +71,12 @@ class FeatureSpec:
         )
 
 
+LOWEST_L1 = 1e-3
+
+
 def base_params(settings: TrainSettings) -> dict[str, Any]:
-    """Parameters shared by every fit: objective, determinism and threads."""
-    return {
+    """Parameters shared by every fit: objective, determinism, threads and boosting type."""
+    params = {
         "objective": "binary",
         "metric": "auc",
         "verbosity": -1,
@@ -81,11 +85,30 @@ def base_params(settings: TrainSettings) -> dict[str, Any]:
         "force_row_wise": True,
         "num_threads": settings.num_threads,
         "bagging_freq": 1,
+        "boosting": settings.boosting,
+    }
+    return params
+
+
+def monotone_params(spec: FeatureSpec, settings: TrainSettings) -> dict[str, Any]:
+    """LightGBM's monotone constraints for the features policy fixes (none: no constraint).
+
+    Raises ValueError naming a configured feature the model does not have."""
+    if not settings.monotone:
+        return {}
+    unknown = sorted(set(settings.monotone) - set(spec.names))
+    if unknown:
+        raise ValueError(f"training.monotone names features the model lacks: {unknown}")
+    return {
+        "monotone_constraints": [settings.monotone.get(name, 0) for name in spec.names],
+        "monotone_constraints_method": "advanced",
     }
 
 
 def default_params(settings: TrainSettings) -> dict[str, Any]:
-    return {
+    """The configured base parameters: one value for every parameter the search tunes (the
+    first trial of every study), LightGBM's own defaults where there is no setting."""
+    params = {
         **base_params(settings),
         "learning_rate": settings.learning_rate,
         "num_leaves": settings.num_leaves,
@@ -93,7 +116,12 @@ def default_params(settings: TrainSettings) -> dict[str, Any]:
         "feature_fraction": settings.feature_fraction,
         "bagging_fraction": settings.bagging_fraction,
         "lambda_l2": settings.lambda_l2,
+        "lambda_l1": LOWEST_L1,  # the search's lower bound: no L1 to speak of
+        "min_gain_to_split": 0.0,
     }
+    if settings.boosting == "dart":
+        params |= {"drop_rate": 0.1, "skip_drop": 0.5}
+    return params
 
 
 @dataclass
@@ -130,29 +158,43 @@ def fit(
     settings: TrainSettings,
     callbacks: Sequence[Any] = (),
 ) -> lgb.Booster:
-    """Train with early stopping on the validation split; the booster keeps its best iteration."""
+    """Train with early stopping on the validation split; the booster keeps its best iteration.
+
+    DART cannot stop early (dropped trees change earlier iterations): it trains
+    ``dart_rounds`` rounds and keeps them all."""
+    params = {**params, **monotone_params(data.spec, settings)}
+    if params.get("boosting") == "dart":
+        rounds, stopping = settings.dart_rounds, []
+    else:
+        rounds = settings.max_rounds
+        stopping = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
     return lgb.train(
         params,
         data.train,
-        num_boost_round=settings.max_rounds,
+        num_boost_round=rounds,
         valid_sets=[data.valid],
         valid_names=["valid"],
-        callbacks=[
-            lgb.early_stopping(settings.early_stopping_rounds, verbose=False),
-            *callbacks,
-        ],
+        callbacks=[*stopping, *callbacks],
     )
 
 
-def search_space(trial: optuna.Trial) -> dict[str, Any]:
-    return {
+def search_space(trial: optuna.Trial, settings: TrainSettings) -> dict[str, Any]:
+    """Wide enough for what won public credit competitions: small feature fractions, large
+    leaves' minimum sizes, strong L2, learning rates down to 0.01."""
+    space = {
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
-        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 1000, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.1, 1.0),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 255, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 5000, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.05, 1.0, log=True),
         "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 100.0, log=True),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 1000.0, log=True),
+        "lambda_l1": trial.suggest_float("lambda_l1", LOWEST_L1, 10.0, log=True),
+        "min_gain_to_split": trial.suggest_float("min_gain_to_split", 0.0, 1.0),
     }
+    if settings.boosting == "dart":
+        space["drop_rate"] = trial.suggest_float("drop_rate", 0.02, 0.3)
+        space["skip_drop"] = trial.suggest_float("skip_drop", 0.3, 0.8)
+    return space
 
 
 @dataclass
@@ -163,11 +205,18 @@ class TuningResult:
     study: optuna.Study | None
 
 
-def tune(data: TrainData, settings: TrainSettings, show_progress: bool = True) -> TuningResult:
-    """Seeded TPE over LightGBM parameters, pruning poor trials; validation AUC is the target.
+def tune(
+    data: TrainData,
+    settings: TrainSettings,
+    show_progress: bool = True,
+    warm_start: dict[str, Any] | None = None,
+) -> TuningResult:
+    """Seeded multivariate TPE over LightGBM parameters, pruning poor trials through
+    LightGBM's evaluation callback; validation AUC is the target.
 
-    The study always first tries the configured base parameters, so tuning can only improve on
-    them. With ``settings.trials == 0`` the base parameters are returned untouched.
+    The study first tries the configured base parameters and then `warm_start` (the
+    champion's parameters, if given), so tuning can only improve on them. With
+    ``settings.trials == 0`` the base parameters are returned untouched.
     """
     base = default_params(settings)
     if settings.trials == 0:
@@ -175,19 +224,27 @@ def tune(data: TrainData, settings: TrainSettings, show_progress: bool = True) -
         return TuningResult(base, _valid_auc(booster, data), 0, None)
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base_params(settings), **search_space(trial)}
+        params = {**base_params(settings), **search_space(trial, settings)}
         pruning = LightGBMPruningCallback(trial, "auc", valid_name="valid")
         booster = fit(data, params, settings, callbacks=[pruning])
         trial.set_user_attr("best_iteration", booster.best_iteration)
         return _valid_auc(booster, data)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
     study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        sampler=sampler,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=50),
     )
     study.enqueue_trial({k: v for k, v in base.items() if k not in base_params(settings)})
+    if warm_start:
+        tuned = set(base) - set(base_params(settings))
+        study.enqueue_trial(
+            {k: v for k, v in warm_start.items() if k in tuned}, skip_if_exists=True
+        )
     timeout = settings.timeout_minutes * 60 if settings.timeout_minutes else None
     study.optimize(
         objective, n_trials=settings.trials, timeout=timeout, show_progress_bar=show_progress

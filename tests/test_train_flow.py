@@ -16,6 +16,9 @@ import polars as pl
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.settings import MlflowSettings
+from flows.tracking import find_champion
+
 pytestmark = pytest.mark.slow
 PDFLOW = str(Path(sys.executable).parent / "pdflow")
 
@@ -158,6 +161,18 @@ def check_backtest_scoring(
     assert got["pd"].to_list() == expected["pd"].to_list()
     assert got["grade"].to_list() == expected["grade"].to_list()
     assert got["reasons"].to_list() == expected["reasons"].to_list()
+
+    # With a champion, scoring needs no --model, and the next tuning starts from its parameters.
+    client = MlflowClient(tracking_uri=tracking)
+    client.set_registered_model_alias("pdflow-pd", "champion", "1")
+    result = run_pdflow([*args, "--out", str(out)], tmp_path / "ws", tracking)
+    assert result.returncode == 0 and "pdflow-pd/1" in result.stdout, result.stderr
+    champion = find_champion(MlflowSettings(tracking_uri=tracking))
+    assert champion is not None and champion.version == "1"
+    logged = client.get_model_version("pdflow-pd", "1").run_id
+    params = client.get_run(logged).data.params
+    assert champion.params["num_leaves"] == int(params["lgbm_num_leaves"])
+    assert champion.params["learning_rate"] == float(params["lgbm_learning_rate"])
 
     backwards = ["score", "--raw", str(raw), "--from", "2025-06-30", "--to", "2025-06-01"]
     result = run_pdflow([*backwards, "--out", str(out)], tmp_path / "ws", tracking)

@@ -1,0 +1,72 @@
+"""Tuning: search space, warm start, monotone constraints and DART."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import polars as pl
+import pytest
+
+from models.config import TrainSettings
+from models.train import FeatureSpec, TrainData, fit, search_space, tune
+
+SETTINGS = TrainSettings(max_rounds=100, early_stopping_rounds=10, min_data_in_leaf=20)
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainData:
+    rng = np.random.default_rng(0)
+    n = 4_000
+    frame = pl.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n)})
+    logit = -2 + frame["x"].to_numpy() + 0.5 * np.sin(3 * frame["z"].to_numpy())
+    frame = frame.with_columns(label=pl.Series((rng.random(n) < 1 / (1 + np.exp(-logit))) * 1))
+    spec = FeatureSpec.from_frame(frame, ["x", "z"])
+    return TrainData.build(spec, frame.head(3_000), frame.tail(1_000))
+
+
+def test_the_search_space_reaches_what_won_credit_competitions() -> None:
+    trial = optuna.create_study().ask()
+    search_space(trial, SETTINGS)
+    d = trial.distributions
+    assert d["learning_rate"].low == 0.01
+    assert d["feature_fraction"].low <= 0.05 and d["min_data_in_leaf"].high >= 5000
+    assert d["lambda_l2"].high >= 1000
+    assert "drop_rate" not in d
+    dart = optuna.create_study().ask()
+    search_space(dart, SETTINGS.model_copy(update={"boosting": "dart"}))
+    assert {"drop_rate", "skip_drop"} <= set(dart.distributions)
+
+
+def test_tuning_tries_the_base_then_the_champion_parameters(data) -> None:
+    champion = {
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 40,
+        "feature_fraction": 0.5,
+        "bagging_fraction": 0.9,
+        "lambda_l2": 3.0,
+        "lambda_l1": 0.01,
+        "min_gain_to_split": 0.1,
+        "objective": "binary",
+    }
+    result = tune(data, SETTINGS.model_copy(update={"trials": 3}), False, warm_start=champion)
+    assert result.study is not None and result.trials == 3
+    assert result.study.trials[0].params["learning_rate"] == SETTINGS.learning_rate
+    assert result.study.trials[1].params == {k: v for k, v in champion.items() if k != "objective"}
+
+
+def test_monotone_constraints_hold_and_unknown_features_are_refused(data) -> None:
+    settings = SETTINGS.model_copy(update={"monotone": {"z": 1}})
+    booster = fit(data, {"objective": "binary", "verbosity": -1, "seed": 1}, settings)
+    grid = np.column_stack([np.zeros(200), np.linspace(-3, 3, 200)])
+    assert np.all(np.diff(booster.predict(grid)) >= -1e-12)  # PD never falls as z rises
+    free = fit(data, {"objective": "binary", "verbosity": -1, "seed": 1}, SETTINGS)
+    assert np.any(np.diff(free.predict(grid)) < 0)  # without it, sin(3z) makes it fall
+    with pytest.raises(ValueError, match="lacks"):
+        fit(data, {"objective": "binary"}, SETTINGS.model_copy(update={"monotone": {"w": 1}}))
+
+
+def test_dart_trains_its_fixed_number_of_rounds(data) -> None:
+    settings = SETTINGS.model_copy(update={"boosting": "dart", "dart_rounds": 30})
+    params = {"objective": "binary", "verbosity": -1, "seed": 1, "boosting": "dart"}
+    assert fit(data, params, settings).current_iteration() == 30

@@ -171,6 +171,7 @@ def register(
     out: Path,
 ) -> RegisteredRun:
     from expectations.docs import build_data_docs, results_json
+    from models.plots import evaluation_plots
 
     gate_metrics: dict[str, float] = {}
     for name, count in gate.report.tables.items():
@@ -180,6 +181,10 @@ def register(
     gate_metrics["gate_warnings"] = float(len(gate.warnings))
     results = [*gate.results, *checks]
     docs = build_data_docs(results, out / "gate" / "data_docs")
+    plots = out / "plots"
+    oot = outcome.training_set.filter(pl.col("split") == "oot")
+    tables, study = outcome.tables, outcome.tuning.study
+    evaluation_plots(outcome.model, oot, tables, study, settings.evaluation.bins, plots)
     params = {
         "as_of": gate.as_of.isoformat(),
         "raw": str(raw),
@@ -204,7 +209,7 @@ def register(
         gate_metrics,
         artifacts,
         tags,
-        folders={"data_gate/data_docs": docs.parent},
+        folders={"data_gate/data_docs": docs.parent, "plots": plots},
     )
 
 

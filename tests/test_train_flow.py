@@ -83,7 +83,9 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     reasons = decided["reasons"].explode().drop_nulls()
     assert reasons.len() > 0 and set(reasons) <= set(words.values())
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {"feature_catalogue.md", "split.json", "data_gate", "evaluation"} <= artifacts
+    assert {"feature_catalogue.md", "split.json", "data_gate", "evaluation", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/reliability.png", "plots/ablation.png"} <= plots
     deciles = pl.read_csv(
         mlflow.artifacts.download_artifacts(
             run_id=runs[0].info.run_id, artifact_path="evaluation/oot_deciles.csv"

@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_generate.py --users 1000000 --months 12 --out $(WORKSPACE)/bench/raw_1m --keep
 	$(BIN)/python tests/bench/bench_gate.py --raw $(WORKSPACE)/bench/raw_1m
 	$(BIN)/python tests/bench/bench_features.py --raw $(WORKSPACE)/bench/raw_1m --pandas-sample 0.1
+	$(BIN)/python tests/bench/bench_train.py --raw $(WORKSPACE)/bench/raw_1m
 
 # Re-resolve the pinned lock file after editing pyproject.toml.
 lock: $(STAMP)

@@ -157,6 +157,16 @@ def train_model(
         words=features.words,
         warm_start=champion.params if champion else None,
     )
+    behind = {
+        name.removeprefix("oot_auc_margin_over_"): margin
+        for name, margin in outcome.metrics.items()
+        if name.startswith("oot_auc_margin_over_") and margin <= 0
+    }
+    if behind:
+        get_run_logger().warning(
+            "the tuned model does not beat every baseline on out-of-time AUC: %s",
+            ", ".join(f"{name} by {-margin:.4f}" for name, margin in behind.items()),
+        )
     return outcome, check
 
 

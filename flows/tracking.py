@@ -16,7 +16,18 @@ from mlflow.tracking import MlflowClient
 from flows.settings import MlflowSettings
 from models.pipeline import TrainingOutcome, finite
 
-MODEL_REQUIREMENTS = ("lightgbm", "scikit-learn", "polars", "pandas", "numpy", "mlflow", "pyarrow")
+# What loading the registered model imports (models.pd_model and what it pickles).
+MODEL_REQUIREMENTS = (
+    "lightgbm",
+    "scikit-learn",
+    "scipy",
+    "pydantic",
+    "polars",
+    "pandas",
+    "numpy",
+    "mlflow",
+    "pyarrow",
+)
 
 
 @dataclass

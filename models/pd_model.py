@@ -1,7 +1,8 @@
-"""The registered model object: a feature frame in, a probability of default out.
+"""The registered model object: a feature frame in; probability of default, scorecard
+score, grade, offer and reasons out.
 
 What is registered in MLflow is exactly this object, so scoring uses the same feature
-encoding and the same calibration as training.
+encoding, calibration and policy as training.
 """
 
 from __future__ import annotations

@@ -36,17 +36,15 @@ def default_model_uri(settings: Settings) -> str:
 
 
 def registry_version(uri: str) -> str:
-    """``<name>/<version>`` of a ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` URI
-    (the alias resolved now), else the URI as given."""
+    """``<name>/<version>`` of a registry URI (an alias or ``latest`` resolved now, by MLflow),
+    else the URI as given."""
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
     from mlflow.tracking import MlflowClient
 
     if not uri.startswith("models:/"):
         return uri
-    name, _, rest = uri.removeprefix("models:/").partition("@")
-    if rest:
-        return f"{name}/{MlflowClient().get_model_version_by_alias(name, rest).version}"
-    name, _, version = name.partition("/")
-    return f"{name}/{version}" if version.isdigit() else uri
+    found = get_model_name_and_version(MlflowClient(), uri)
+    return "/".join(map(str, found)) if len(found) == 2 else uri
 
 
 def load_model(uri: str, tracking_uri: str) -> LoadedModel:

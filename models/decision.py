@@ -67,8 +67,8 @@ def grade_calibration(
     """Per grade: loans, bads, observed bad rate against mean PD, and the two-sided exact
     binomial test of the bads given the mean PD (``calibrated``: p-value >= binomial_alpha).
     Grades without loans are listed with n = 0 and no test."""
-    decided = decide(pd, settings).with_columns(label=pl.Series(np.asarray(labels)))
-    counts = decided.group_by("grade").agg(
+    graded = pl.DataFrame({"pd": np.asarray(pd, dtype=np.float64), "label": np.asarray(labels)})
+    counts = graded.group_by(grade(pl.col("pd"), settings).alias("grade")).agg(
         n=pl.len(), bads=pl.col("label").sum().cast(pl.Int64), mean_pd=pl.col("pd").mean()
     )
     table = grade_table(settings).select("grade", "min_pd", "max_pd")

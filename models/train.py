@@ -76,7 +76,7 @@ LOWEST_L1 = 1e-3
 
 def base_params(settings: TrainSettings) -> dict[str, Any]:
     """Parameters shared by every fit: objective, determinism, threads and boosting type."""
-    params = {
+    return {
         "objective": "binary",
         "metric": "auc",
         "verbosity": -1,
@@ -87,7 +87,6 @@ def base_params(settings: TrainSettings) -> dict[str, Any]:
         "bagging_freq": 1,
         "boosting": settings.boosting,
     }
-    return params
 
 
 def monotone_params(spec: FeatureSpec, settings: TrainSettings) -> dict[str, Any]:

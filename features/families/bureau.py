@@ -12,20 +12,25 @@ import polars as pl
 
 from data.contract import INQUIRY_REASONS, INSTITUTION_TYPES
 from features.base import (
+    APPLICATION,
+    BUCKET,
+    FIXED_POINT,
     UNBOUNDED,
-    Aggregate,
     FeatureDef,
     FeatureSettings,
-    count,
-    counts_by_value,
+    PerWindow,
+    bucket_totals,
     days_between,
-    days_since_last,
     events_before_cutoff,
-    mean,
-    per_application,
-    values,
-    windowed,
+    expand,
+    fixed_point,
+    in_window,
+    ratio,
+    recency,
+    window_bucket,
+    window_label,
     with_application_key,
+    with_states,
 )
 
 FAMILY = "bureau"
@@ -34,34 +39,35 @@ TREND_MONTHS = 3
 TREND = f"latest report vs {TREND_MONTHS} months earlier"
 WORST_MONTHS = 6
 APPLICATION_DAY = "application_day"
+USER = "_user"  # an applicant's integer key: the reports' as-of joins match on it
 
 
-def inquiry_aggregates() -> list[Aggregate]:
-    non_bank_loan = (pl.col("reason") == "loan_approval") & pl.col("institution_type").is_in(
-        ["consumer_finance", "microloan"]
-    )
-    by_reason = counts_by_value(
-        "reason",
-        INQUIRY_REASONS,
-        lambda reason: f"bureau_inquiries_reason_{reason}",
-        lambda reason: f"Bureau inquiries with reason {reason}",
-    )
-    by_institution = counts_by_value(
-        "institution_type",
-        INSTITUTION_TYPES,
-        lambda kind: f"bureau_inquiries_institution_{kind}",
-        lambda kind: f"Bureau inquiries by institutions of type {kind}",
-    )
-    return [
-        Aggregate("bureau_inquiries", "Bureau inquiries of any kind", count),
-        *by_reason,
-        *by_institution,
-        Aggregate(
-            "bureau_nonbank_loan_inquiries",
-            "Loan-approval inquiries by consumer-finance and micro-loan lenders",
-            lambda w: count(w, non_bank_loan),
-        ),
-    ]
+NON_BANK_LOAN = (pl.col("reason") == "loan_approval") & pl.col("institution_type").is_in(
+    ["consumer_finance", "microloan"]
+)
+COUNTED = {  # feature stem: (partial state, description)
+    "bureau_inquiries": ("n", "Bureau inquiries of any kind"),
+    **{
+        f"bureau_inquiries_reason_{reason}": (
+            f"reason_{reason}",
+            f"Bureau inquiries with reason {reason}",
+        )
+        for reason in INQUIRY_REASONS
+    },
+    **{
+        f"bureau_inquiries_institution_{kind}": (
+            f"institution_{kind}",
+            f"Bureau inquiries by institutions of type {kind}",
+        )
+        for kind in INSTITUTION_TYPES
+    },
+    "bureau_nonbank_loan_inquiries": (
+        "nonbank_loan",
+        "Loan-approval inquiries by consumer-finance and micro-loan lenders",
+    ),
+}
+LAST_TS = "last_ts"
+GAP_MIN = "gap_min"
 
 
 def with_gaps(inquiries: pl.LazyFrame) -> pl.LazyFrame:
@@ -73,32 +79,96 @@ def with_gaps(inquiries: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def gap_aggregates() -> list[Aggregate]:
-    """Windowed on the earlier inquiry of each consecutive pair (the later one is then in the
-    window too); null below two inquiries in the window."""
+def partial_states(horizon: int) -> list[pl.Expr]:
+    """Reducible aggregates of one (application, window bucket) group. A gap counts when the
+    earlier inquiry of its pair is in the longest window (the later one then is too)."""
+    gap = pl.when(in_window(horizon, "previous_ts")).then(pl.col("gap_days"))
     return [
-        Aggregate(
-            "bureau_inquiry_gap_mean_days",
-            "Mean days between consecutive bureau inquiries (null below two)",
-            lambda w: mean(w, "gap_days"),
-            fill=None,
+        pl.len().alias("n"),
+        *((pl.col("reason") == r).sum().alias(f"reason_{r}") for r in INQUIRY_REASONS),
+        *(
+            (pl.col("institution_type") == k).sum().alias(f"institution_{k}")
+            for k in INSTITUTION_TYPES
         ),
-        Aggregate(
-            "bureau_inquiry_gap_min_days",
-            "Shortest time in days between two consecutive bureau inquiries (null below two)",
-            lambda w: values(w, "gap_days").min(),
-            fill=None,
-        ),
+        NON_BANK_LOAN.sum().alias("nonbank_loan"),
+        gap.count().alias("gap_n"),
+        fixed_point(gap).sum().alias("gap_micro"),
+        gap.min().alias(GAP_MIN),
+        pl.col("ts").max().alias(LAST_TS),
     ]
 
 
-def days_since_last_inquiry(horizon: int) -> tuple[FeatureDef, pl.Expr]:
-    return days_since_last(
+def combined_states(windows: list[int]) -> list[pl.Expr]:
+    """Per application: the counts added up per window, the gaps and the latest inquiry."""
+    counted = [state for state, _ in COUNTED.values()]
+    return [
+        *bucket_totals(counted, windows),
+        pl.col("gap_n").sum(),
+        pl.col("gap_micro").sum(),
+        pl.col(GAP_MIN).min(),
+        pl.col(LAST_TS).max(),
+    ]
+
+
+def count_features() -> list[PerWindow]:
+    # Floats, as feature stores written before these counts moved to bucket states hold them.
+    return [
+        PerWindow(stem, description, lambda s, state=state: s(state).cast(pl.Float64))
+        for stem, (state, description) in COUNTED.items()
+    ]
+
+
+def gap_and_recency(horizon: int) -> tuple[list[FeatureDef], list[pl.Expr]]:
+    """Gaps between consecutive inquiries (null below two) and the days since the last one,
+    over the longest window."""
+    label = window_label(horizon)
+    gap_mean = FeatureDef(
+        f"bureau_inquiry_gap_mean_days_{label}",
+        FAMILY,
+        label,
+        "Mean days between consecutive bureau inquiries (null below two)",
+        min_value=0.0,
+    )
+    gap_min = FeatureDef(
+        f"bureau_inquiry_gap_min_days_{label}",
+        FAMILY,
+        label,
+        "Shortest time in days between two consecutive bureau inquiries (null below two)",
+        min_value=0.0,
+    )
+    last = recency(
         "bureau_days_since_last_inquiry",
         FAMILY,
         horizon,
         "Days from the last bureau inquiry to the application day (null if none in the window)",
     )
+    mean = ratio(pl.col("gap_micro").cast(pl.Float64) / FIXED_POINT, pl.col("gap_n"))
+    exprs = [
+        mean.alias(gap_mean.name),
+        pl.col(GAP_MIN).alias(gap_min.name),
+        days_between(pl.col("cutoff"), pl.col(LAST_TS)).alias(last.name),
+    ]
+    return [gap_mean, gap_min, last], exprs
+
+
+def inquiry_features(
+    spine: pl.LazyFrame, inquiries: pl.LazyFrame, windows: list[int]
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """Inquiry counts per window, in two passes: states per (application, window bucket),
+    then the buckets added up per window."""
+    horizon = windows[-1]
+    events = with_gaps(inquiries.select("user_id", "ts", "reason", "institution_type"))
+    rows = events_before_cutoff(spine, events, horizon).with_columns(
+        window_bucket(windows).alias(BUCKET)
+    )
+    partial = rows.group_by(APPLICATION, BUCKET).agg(partial_states(horizon))
+    states = partial.group_by(APPLICATION).agg(combined_states(windows))
+    defs, exprs = expand(FAMILY, count_features(), windows)
+    more_defs, more_exprs = gap_and_recency(horizon)
+    frame = with_states(spine, states, keep_null=[GAP_MIN, LAST_TS]).select(
+        "application_id", *exprs, *more_exprs
+    )
+    return [*defs, *more_defs], frame
 
 
 def utilisation(balance: str, limit: str) -> pl.Expr:
@@ -153,6 +223,23 @@ def applications_by_day(spine: pl.LazyFrame, timezone: str) -> pl.LazyFrame:
     )
 
 
+def applicant_keys(applications: pl.LazyFrame) -> pl.LazyFrame:
+    """Each applicant once, with an integer key (``USER``) numbered in ``user_id`` order."""
+    return applications.select("user_id").unique().sort("user_id").with_row_index(USER)
+
+
+def applicants_reports(
+    applications: pl.LazyFrame, snapshots: pl.LazyFrame
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The applications and their applicants' reports, both keyed by ``USER``: the as-of
+    joins then match integers, not strings, and read only the applicants' reports (about
+    2x faster at 1M users)."""
+    users = applicant_keys(applications).collect().lazy()
+    keyed = applications.join(users, on="user_id").drop("user_id")
+    reports = snapshots.join(users, on="user_id").drop("user_id")
+    return keyed, reports
+
+
 def latest_snapshots(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.LazyFrame:
     """Per application, the last report dated before its local day and the report about
     3 months before that one (columns prefixed EARLIER); null where there is none."""
@@ -160,14 +247,14 @@ def latest_snapshots(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.
         snapshots.sort("report_date"),
         left_on=APPLICATION_DAY,
         right_on="report_date",
-        by="user_id",
+        by=USER,
         strategy="backward",
         allow_exact_matches=False,
         check_sortedness=False,
     )
     lookback = pl.col("report_date").dt.offset_by(f"-{TREND_MONTHS}mo").dt.month_end()
     earlier = snapshots.select(
-        "user_id",
+        USER,
         pl.col("report_date", *TREND_COLUMNS).name.prefix(EARLIER),
     ).sort(f"{EARLIER}report_date")
     return (
@@ -177,7 +264,7 @@ def latest_snapshots(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.
             earlier,
             left_on="lookback",
             right_on=f"{EARLIER}report_date",
-            by="user_id",
+            by=USER,
             strategy="backward",
             check_sortedness=False,
         )
@@ -193,7 +280,7 @@ def worst_recent_dpd(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.
         month=pl.int_ranges(month - WORST_MONTHS, month + 1)
     ).explode("month")
     reports = snapshots.select(
-        "user_id",
+        USER,
         "report_date",
         "max_dpd_current",
         month=pl.col("report_date").dt.year() * 12 + pl.col("report_date").dt.month(),
@@ -202,7 +289,7 @@ def worst_recent_dpd(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.
         pl.col("report_date") >= pl.col(APPLICATION_DAY).dt.offset_by(f"-{WORST_MONTHS}mo")
     )
     return (
-        candidates.join(reports, on=["user_id", "month"], how="inner")
+        candidates.join(reports, on=[USER, "month"], how="inner")
         .filter(in_range)
         .group_by("application_id")
         .agg(
@@ -217,7 +304,7 @@ def worst_recent_dpd(applications: pl.LazyFrame, snapshots: pl.LazyFrame) -> pl.
 def snapshot_features(
     spine: pl.LazyFrame, snapshots: pl.LazyFrame, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    applications = applications_by_day(spine, timezone)
+    applications, snapshots = applicants_reports(applications_by_day(spine, timezone), snapshots)
     defs = [
         *(
             FeatureDef(name, FAMILY, LATEST, desc, min_value=0.0)
@@ -247,15 +334,8 @@ def build(
     tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     spine = with_application_key(spine)
-    horizon = max(settings.windows_days)
-    defs, exprs, fills = windowed(FAMILY, inquiry_aggregates(), settings.windows_days)
-    gap_defs, gap_exprs, _ = windowed(FAMILY, gap_aggregates(), [horizon], "previous_ts")
-    recency_def, recency_expr = days_since_last_inquiry(horizon)
-    events = with_gaps(
-        tables["bureau_inquiries"].select("user_id", "ts", "reason", "institution_type")
-    )
-    rows = events_before_cutoff(spine, events, horizon)
-    inquiries = per_application(spine, rows, [*exprs, *gap_exprs, recency_expr], fills)
+    windows = sorted(settings.windows_days)
+    defs, inquiries = inquiry_features(spine, tables["bureau_inquiries"], windows)
     snapshot_defs, snapshot_frame = snapshot_features(spine, tables["bureau_snapshots"], timezone)
     frame = inquiries.join(snapshot_frame, on="application_id", how="left")
-    return [*defs, *gap_defs, recency_def, *snapshot_defs], frame
+    return [*defs, *snapshot_defs], frame

@@ -36,6 +36,10 @@ FAMILIES: tuple[ModuleType, ...] = (
 )
 KEYS = ("application_id", "user_id", "applied_at")
 WINDOWED_TABLES = ("consumption", "transactions", "bureau_inquiries")
+# Small tables that the spine and several families read: read from the files once. The
+# applications alone are spread over one file per day and partition, so each scan of them
+# costs more than the rows do (at 1M users: history 4.2 -> 1.0 s, the spine 2.2 -> 0.3 s).
+SHARED_TABLES = ("applications", "repayments")
 FAIRNESS = tuple(application.FAIRNESS)
 CATEGORICAL = application.CATEGORICAL
 
@@ -134,12 +138,14 @@ def feature_table(
     application ids, if given; only those whose cut-off is at or after `since`, if given),
     sorted by id.
 
-    Used alike by the nightly flow and ``pdflow features``. Each family is collected on its
+    Used alike by the nightly flow and ``pdflow features``. The small tables several families
+    read (SHARED_TABLES) are read into memory once; each family is collected on its
     own by the streaming engine, so the peak is the largest family's, not the sum of all; the
     small per-application results are then joined. The streaming group-by adds rows in a
     different order on every run, so the families take sums, means and spreads over
     fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
+    tables = {**tables, **{name: tables[name].collect().lazy() for name in SHARED_TABLES}}
     spine = application_spine(tables["applications"], timezone)
     if known is not None:
         spine = spine.join(known.lazy(), on="application_id", how="anti")

@@ -8,7 +8,11 @@ from family_frames import applications, build_family, row, utc
 
 from features.families import app_behaviour
 
-APPLICATIONS = [("a1", "u1", "2024-07-01 10:00"), ("a2", "u2", "2024-07-01 10:00")]
+APPLICATIONS = [
+    ("a1", "u1", "2024-07-01 10:00"),
+    ("a2", "u2", "2024-07-01 10:00"),
+    ("a3", "u1", "2024-12-01 10:00"),  # later: a1's window and its cut-off are in a3's
+]
 EVENTS = [
     # ts (local), event, session_id, device_id
     ("2023-01-01 12:00", "push_open", "s9", "A"),  # older than every window: A is not new
@@ -57,6 +61,14 @@ def test_new_devices_count_first_use_over_all_history(features: pl.DataFrame) ->
     assert [a1[f"app_new_devices_{n}d"] for n in (7, 30, 90, 180)] == [0, 1, 1, 2]
     assert a1["app_devices_7d"] == 2
     assert a1["app_devices_90d"] == 3
+
+
+def test_new_devices_of_a_later_application(features: pl.DataFrame) -> None:
+    # a3's longest window starts on 4 Jun: A was first used in 2023 and C has no row in it;
+    # B (21 Jun), Z and Y (1 Jul) were first used in it, none in its last 90 days.
+    a3 = row(features, "a3")
+    assert [a3[f"app_new_devices_{n}d"] for n in (7, 30, 90, 180)] == [0, 0, 0, 3]
+    assert a3["app_devices_180d"] == 4
 
 
 def test_counts_shares_recency_and_trend(features: pl.DataFrame) -> None:

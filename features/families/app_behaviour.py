@@ -6,9 +6,11 @@ family is), so that the streaming group-by only ever reduces:
 
 1. *partial states* per (application, window bucket, device): event counts, night-time events
    and the latest login; per (application, session): the lowest bucket of any event, of an
-   application started and of one submitted; per (user, device): its first use ever;
+   application started and of one submitted; per (applicant, device): its first use among
+   the events older than every application's longest window;
 2. the buckets are added up into every window, devices are counted over the partial rows and
-   sessions by their lowest buckets.
+   sessions by their lowest buckets; a device is new in a window when its oldest bucket is
+   in it and it was not used before the longest window.
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ from features.base import (
     PerWindow,
     bucket_totals,
     days_between,
-    distinct_counts,
     events_before_cutoff,
     expand,
     local_hour,
-    per_application,
     ratio,
     recency,
     trend,
@@ -163,20 +163,55 @@ def login_trend(settings: FeatureSettings) -> tuple[FeatureDef, pl.Expr]:
     return definition, trend("app_logins", short, long).alias(definition.name)
 
 
-def new_devices(
-    spine: pl.LazyFrame, app_events: pl.LazyFrame, windows: list[int]
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """Devices first used (ever, before the cut-off) in the window: device changes."""
-    first_use = app_events.group_by("user_id", "device_id").agg(first=pl.col("ts").min())
-    rows = events_before_cutoff(spine, first_use, max(windows), time_column="first")
-    defs, exprs = distinct_counts(
-        FAMILY,
-        "app_new_devices",
-        "Devices used for the first time ever in the window (device changes)",
-        windows,
-        time_column="first",
+def earlier_first_use(spine: pl.LazyFrame, app_events: pl.LazyFrame, horizon: int) -> pl.LazyFrame:
+    """Per (applicant, device): its first use among the events older than every application's
+    longest window. Only whether a device was used before an application's window matters
+    here (the windows' own rows say the rest), so newer events and other users are skipped:
+    at 1M users this reads a fifth of the rows."""
+    applicants = spine.select(pl.col("user_id").unique()).collect().to_series()
+    before = spine.select(pl.col("cutoff").max() - pl.duration(days=horizon)).collect().item()
+    return (
+        app_events.filter(pl.col("ts") < before, pl.col("user_id").is_in(applicants.implode()))
+        .group_by("user_id", "device_id")
+        .agg(earlier_first_use=pl.col("ts").min())
     )
-    return defs, per_application(spine, rows, exprs, {d.name: 0.0 for d in defs})
+
+
+def new_devices(
+    spine: pl.LazyFrame, partial: pl.LazyFrame, earlier: pl.LazyFrame, windows: list[int]
+) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """Devices first used (ever, before the cut-off) in the window: device changes.
+
+    A device of the longest window's rows was first used in a window when it has no row in
+    an older bucket and was not used before the longest window (`earlier`, from
+    :func:`earlier_first_use`)."""
+    used_before = pl.col("earlier_first_use") < pl.col("cutoff") - pl.duration(days=windows[-1])
+    devices = (
+        partial.group_by(APPLICATION, "device_id")
+        .agg(pl.col(BUCKET).max().alias("earliest"))
+        .join(spine.select(APPLICATION, "user_id", "cutoff"), on=APPLICATION)
+        .join(earlier, on=["user_id", "device_id"], how="left", nulls_equal=True)
+        .filter(~used_before.fill_null(False))
+    )
+    defs = [
+        FeatureDef(
+            f"app_new_devices_{window_label(days)}",
+            FAMILY,
+            window_label(days),
+            "Devices used for the first time ever in the window (device changes)",
+            0.0,
+        )
+        for days in windows
+    ]
+    counts = devices.group_by(APPLICATION).agg(
+        (pl.col("earliest") <= i).sum().cast(pl.Float64).alias(d.name) for i, d in enumerate(defs)
+    )
+    frame = (
+        spine.select(APPLICATION, "application_id")
+        .join(counts, on=APPLICATION, how="left")
+        .select("application_id", pl.col(d.name for d in defs).fill_null(0.0))
+    )
+    return defs, frame
 
 
 def build(
@@ -193,10 +228,11 @@ def build(
     partial = rows.group_by(APPLICATION, BUCKET, "device_id").agg(
         partial_states(settings, timezone)
     )
-    new_defs, new = new_devices(keyed, app_events, windows)
-    partial, sessions, new = pl.collect_all(
-        [partial, session_counts(rows, windows), new], engine="streaming"
+    earlier = earlier_first_use(keyed, app_events, horizon)
+    partial, sessions, earlier = pl.collect_all(
+        [partial, session_counts(rows, windows), earlier], engine="streaming"
     )
+    new_defs, new = new_devices(keyed, partial.lazy(), earlier.lazy(), windows)
     combined = partial.lazy().group_by(APPLICATION).agg(combined_states(windows))
     states = combined.join(sessions.lazy(), on=APPLICATION, how="left")
 
@@ -211,6 +247,6 @@ def build(
         .with_columns(*exprs, recency_expr, *more_exprs)
         .with_columns(trend_expr)
         .select("application_id", *(d.name for d in defs[: -len(new_defs)]))
-        .join(new.lazy(), on="application_id", how="left")
+        .join(new, on="application_id", how="left")
     )
     return defs, frame

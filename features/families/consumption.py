@@ -46,9 +46,12 @@ from features.base import (
     expand,
     fixed_point,
     last_n,
+    packed_flags,
+    packed_sums,
     ratio,
     std_from_sums,
     trend,
+    unpacked,
     window_bucket,
     window_label,
     with_application_key,
@@ -65,6 +68,17 @@ def category_state(category: str) -> str:
     return f"category_{category}"
 
 
+def flags(settings: FeatureSettings) -> dict[str, pl.Expr]:
+    """The purchases counted per group (state name -> whether a purchase counts)."""
+    local = pl.col(LOCAL)
+    return {
+        "night": local.dt.hour() < settings.night_end_hour,
+        "weekend": local.dt.weekday() >= 6,
+        "credit": pl.col("pay_method") == "credit",
+        **{category_state(c): pl.col("merchant_category") == c for c in MERCHANT_CATEGORIES},
+    }
+
+
 def row_values(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
     """What each joined row adds to its group's states, computed once per row (inside the
     aggregations, a value several of them read would be computed once per aggregation)."""
@@ -75,16 +89,15 @@ def row_values(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
         fixed_point(pl.col("amount")).alias("_micro"),
         amount_cents.alias("_cents"),
         (amount_cents * amount_cents).alias("_cents2"),
-        (local.dt.hour() < settings.night_end_hour).alias("_night"),
-        (local.dt.weekday() >= 6).alias("_weekend"),
+        *packed_flags(list(flags(settings).values())),
         (pl.col("ts") >= pl.col("prev_loan_at")).fill_null(False).alias("_since"),
         *(bits.alias(f"_day_bits_{k}") for k, bits in enumerate(day_bits(day_offset, horizon))),
     ]
 
 
-def partial_states(horizon: int) -> list[pl.Expr]:
+def partial_states(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
     """Reducible aggregates of one (application, bucket, city, device) group, over
-    :func:`row_values`."""
+    :func:`row_values` (the :func:`flags` counted in packed words)."""
     amount = pl.col("amount")
     since = pl.col("_since")
     return [
@@ -94,13 +107,7 @@ def partial_states(horizon: int) -> list[pl.Expr]:
         pl.col("_cents").sum().alias("amount_cents"),
         pl.col("_cents2").sum().alias("amount_cents2"),
         amount.max().alias("amount_max"),
-        pl.col("_night").sum().alias("night"),
-        pl.col("_weekend").sum().alias("weekend"),
-        (pl.col("pay_method") == "credit").sum().alias("credit"),
-        *(
-            (pl.col("merchant_category") == c).sum().alias(category_state(c))
-            for c in MERCHANT_CATEGORIES
-        ),
+        *packed_sums(list(flags(settings).values())),
         *(
             pl.col(f"_day_bits_{k}").bitwise_or().alias(f"day_bits_{k}")
             for k in range(day_bit_words(horizon))
@@ -347,10 +354,11 @@ def build(
     keyed = with_application_key(spine).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
     per_row = rows.with_columns(row_values(settings, horizon))
-    groups = per_row.group_by(APPLICATION, BUCKET, *PLACES).agg(partial_states(horizon))
+    groups = per_row.group_by(APPLICATION, BUCKET, *PLACES).agg(partial_states(settings, horizon))
     narrow = rows.select(APPLICATION, BUCKET, "ts", "amount")
     # One pass over the joined rows feeds both (their common plan is shared, not cached whole).
     partial, recent = pl.collect_all([groups, narrow], engine="streaming")
+    partial = partial.with_columns(unpacked(list(flags(settings))))
     windowed = (
         partial.lazy().group_by(APPLICATION).agg(windowed_states(windows, horizon)).collect().lazy()
     )

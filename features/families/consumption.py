@@ -6,9 +6,10 @@ every aggregation over the ~80M joined rows of a 1M-user night is one the stream
 can reduce as it goes (a distinct count, a comparison with the group's own mean or a sort
 would make it hold every row):
 
-1. *partial states* per (application, window bucket, city, device): counts, exact integer
-   sums, maxima and the set of local days as bits (:func:`features.base.day_bits`), next to a
-   narrow copy of the joined rows (application, bucket, time, amount);
+1. *partial states* per (application, window bucket, city, device): counts (the boolean ones
+   two to a word, :func:`features.base.packed_flags`), exact integer sums, maxima and the set
+   of local days as bits (:func:`features.base.day_bits`), next to a narrow copy of the joined
+   rows (application, bucket, time, amount);
 2. the buckets are added up into *windowed states* (``<state>@<window>``); distinct cities and
    devices are counted over the few partial rows; large purchases (against the mean the first
    pass found) and the latest N purchases are taken from the narrow rows.

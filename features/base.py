@@ -456,44 +456,6 @@ def in_window(days: int, time_column: str = "ts") -> pl.Expr:
     return pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days)
 
 
-def distinct_counts(
-    family: str, stem: str, description: str, windows: Sequence[int], time_column: str
-) -> tuple[list[FeatureDef], list[pl.Expr]]:
-    """`<stem>_<N>d` over rows that hold one time per application and value (a device's first
-    use, say): the values whose time is in the window (fill 0)."""
-    defs = [
-        FeatureDef(f"{stem}_{window_label(d)}", family, window_label(d), description, 0.0)
-        for d in windows
-    ]
-    exprs = [
-        in_window(d, time_column).sum().alias(f.name) for d, f in zip(windows, defs, strict=True)
-    ]
-    return defs, exprs
-
-
-def counts_by_value(
-    column: str,
-    values: Sequence[str],
-    name: Callable[[str], str],
-    describe: Callable[[str], str],
-) -> list[Aggregate]:
-    """One windowed count per value of an enumeration column (fill 0)."""
-    return [
-        Aggregate(name(v), describe(v), lambda w, v=v: count(w, pl.col(column) == v))
-        for v in values
-    ]
-
-
-def days_since_last(
-    name: str, family: str, horizon: int, description: str, where: pl.Expr | None = None
-) -> tuple[FeatureDef, pl.Expr]:
-    """Fractional days from the latest row (satisfying `where`) within the longest window to
-    the cut-off; null when there is none."""
-    times = pl.col("ts") if where is None else pl.when(where).then(pl.col("ts"))
-    definition = recency(name, family, horizon, description)
-    return definition, days_between(pl.col("cutoff").first(), times.max()).alias(name)
-
-
 def recency(name: str, family: str, horizon: int, description: str) -> FeatureDef:
     """A "days since the latest ..." feature over the longest window: 0 to `horizon` days."""
     return FeatureDef(name, family, window_label(horizon), description, 0.0, float(horizon))

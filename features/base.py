@@ -393,7 +393,7 @@ def expand(
 
 
 # Boolean counts share their sums, two 32-bit counts to an unsigned 64-bit word: a group-by
-# then updates half as many states per row (consumption at 1M users: about 4 s less). A count
+# then updates half as many states per row (consumption at 1M users: 1.7 s less). A count
 # is at most its group's rows, which Polars numbers with 32 bits (``pl.get_index_type()``), so
 # the lower count never carries into the upper one.
 PACKED = "_packed"
@@ -410,9 +410,9 @@ def packed_flags(flags: Sequence[pl.Expr]) -> list[pl.Expr]:
     return [word.alias(f"{PACKED}_{i}") for i, word in enumerate(words)]
 
 
-def packed_sums(flags: Sequence[pl.Expr]) -> list[pl.Expr]:
+def packed_sums() -> pl.Expr:
     """The group-by states of :func:`packed_flags`: each word summed."""
-    return [pl.col(f"{PACKED}_{i}").sum() for i in range((len(flags) + 1) // 2)]
+    return pl.col(rf"^{PACKED}_\d+$").sum()
 
 
 def unpacked(names: Sequence[str]) -> list[pl.Expr]:

@@ -45,11 +45,12 @@ USER = "_user"  # an applicant's integer key: the reports' as-of joins match on 
 NON_BANK_LOAN = (pl.col("reason") == "loan_approval") & pl.col("institution_type").is_in(
     ["consumer_finance", "microloan"]
 )
-COUNTED = {  # feature stem: (partial state, description)
-    "bureau_inquiries": ("n", "Bureau inquiries of any kind"),
+COUNTED = {  # feature stem: (partial state, its aggregate per group, description)
+    "bureau_inquiries": ("n", pl.len(), "Bureau inquiries of any kind"),
     **{
         f"bureau_inquiries_reason_{reason}": (
             f"reason_{reason}",
+            (pl.col("reason") == reason).sum(),
             f"Bureau inquiries with reason {reason}",
         )
         for reason in INQUIRY_REASONS
@@ -57,12 +58,14 @@ COUNTED = {  # feature stem: (partial state, description)
     **{
         f"bureau_inquiries_institution_{kind}": (
             f"institution_{kind}",
+            (pl.col("institution_type") == kind).sum(),
             f"Bureau inquiries by institutions of type {kind}",
         )
         for kind in INSTITUTION_TYPES
     },
     "bureau_nonbank_loan_inquiries": (
         "nonbank_loan",
+        NON_BANK_LOAN.sum(),
         "Loan-approval inquiries by consumer-finance and micro-loan lenders",
     ),
 }
@@ -84,13 +87,7 @@ def partial_states(horizon: int) -> list[pl.Expr]:
     earlier inquiry of its pair is in the longest window (the later one then is too)."""
     gap = pl.when(in_window(horizon, "previous_ts")).then(pl.col("gap_days"))
     return [
-        pl.len().alias("n"),
-        *((pl.col("reason") == r).sum().alias(f"reason_{r}") for r in INQUIRY_REASONS),
-        *(
-            (pl.col("institution_type") == k).sum().alias(f"institution_{k}")
-            for k in INSTITUTION_TYPES
-        ),
-        NON_BANK_LOAN.sum().alias("nonbank_loan"),
+        *(aggregate.alias(state) for state, aggregate, _ in COUNTED.values()),
         gap.count().alias("gap_n"),
         fixed_point(gap).sum().alias("gap_micro"),
         gap.min().alias(GAP_MIN),
@@ -100,7 +97,7 @@ def partial_states(horizon: int) -> list[pl.Expr]:
 
 def combined_states(windows: list[int]) -> list[pl.Expr]:
     """Per application: the counts added up per window, the gaps and the latest inquiry."""
-    counted = [state for state, _ in COUNTED.values()]
+    counted = [state for state, _, _ in COUNTED.values()]
     return [
         *bucket_totals(counted, windows),
         pl.col("gap_n").sum(),
@@ -114,7 +111,7 @@ def count_features() -> list[PerWindow]:
     # Floats, as feature stores written before these counts moved to bucket states hold them.
     return [
         PerWindow(stem, description, lambda s, state=state: s(state).cast(pl.Float64))
-        for stem, (state, description) in COUNTED.items()
+        for stem, (state, _, description) in COUNTED.items()
     ]
 
 

@@ -96,7 +96,7 @@ def row_values(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
     ]
 
 
-def partial_states(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
+def partial_states(horizon: int) -> list[pl.Expr]:
     """Reducible aggregates of one (application, bucket, city, device) group, over
     :func:`row_values` (the :func:`flags` counted in packed words)."""
     amount = pl.col("amount")
@@ -108,7 +108,7 @@ def partial_states(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
         pl.col("_cents").sum().alias("amount_cents"),
         pl.col("_cents2").sum().alias("amount_cents2"),
         amount.max().alias("amount_max"),
-        *packed_sums(list(flags(settings).values())),
+        packed_sums(),
         *(
             pl.col(f"_day_bits_{k}").bitwise_or().alias(f"day_bits_{k}")
             for k in range(day_bit_words(horizon))
@@ -355,7 +355,7 @@ def build(
     keyed = with_application_key(spine).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
     per_row = rows.with_columns(row_values(settings, horizon))
-    groups = per_row.group_by(APPLICATION, BUCKET, *PLACES).agg(partial_states(settings, horizon))
+    groups = per_row.group_by(APPLICATION, BUCKET, *PLACES).agg(partial_states(horizon))
     narrow = rows.select(APPLICATION, BUCKET, "ts", "amount")
     # One pass over the joined rows feeds both (their common plan is shared, not cached whole).
     partial, recent = pl.collect_all([groups, narrow], engine="streaming")

@@ -344,6 +344,30 @@ def window_bucket(windows: Sequence[int], time_column: str = "ts") -> pl.Expr:
     return functools.reduce(operator.add, outside)
 
 
+BUCKET_KEY = "_application_bucket"
+
+
+def by_bucket(rows: pl.LazyFrame, windows: Sequence[int], aggs: Sequence[pl.Expr]) -> pl.LazyFrame:
+    """`aggs` per (application, window bucket) of the joined rows, with ``APPLICATION`` and
+    ``BUCKET`` as they were.
+
+    The pair is grouped as one integer (application x buckets + bucket): the streaming
+    group-by hashes a single integer key much faster than it row-encodes two (consumption's
+    partial states at 1M users: about 4 s of 24 less)."""
+    buckets = len(windows) + 1  # a row outside every window would have bucket len(windows)
+    key = pl.col(APPLICATION).cast(pl.UInt64) * buckets + pl.col(BUCKET)
+    return (
+        rows.with_columns(key.alias(BUCKET_KEY))
+        .group_by(BUCKET_KEY)
+        .agg(aggs)
+        .select(
+            (pl.col(BUCKET_KEY) // buckets).cast(pl.get_index_type()).alias(APPLICATION),
+            (pl.col(BUCKET_KEY) % buckets).cast(pl.UInt8).alias(BUCKET),
+            pl.exclude(BUCKET_KEY),
+        )
+    )
+
+
 def bucket_totals(states: Sequence[str], windows: Sequence[int]) -> list[pl.Expr]:
     """``<state>@<window>``: each summed state added up over the buckets inside each window
     (rows of partial states per application and :func:`window_bucket`, in ``BUCKET``)."""

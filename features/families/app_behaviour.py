@@ -4,13 +4,14 @@ repayment pages, push messages, night-time use, devices and new devices.
 Computed in two passes over the app events joined to the applications (as the consumption
 family is), so that the streaming group-by only ever reduces:
 
-1. *partial states* per (application, window bucket, device): event counts, night-time events
-   and the latest login; per (application, session): the lowest bucket of any event, of an
-   application started and of one submitted; per (applicant, device): its first use among
+1. *partial states* per (application, window bucket) (:func:`features.base.by_bucket`):
+   event counts, night-time events and the latest login; per (application, device): its
+   newest and oldest bucket; per (application, session): the lowest bucket of any event, of
+   an application started and of one submitted; per (applicant, device): its first use among
    the events older than every application's longest window;
-2. the buckets are added up into every window, devices are counted over the partial rows and
-   sessions by their lowest buckets; a device is new in a window when its oldest bucket is
-   in it and it was not used before the longest window.
+2. the buckets are added up into every window, devices and sessions are counted by their
+   lowest buckets; a device is new in a window when its oldest bucket is in it and it was not
+   used before the longest window.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from features.base import (
     FeatureSettings,
     PerWindow,
     bucket_totals,
+    by_bucket,
     days_between,
     events_before_cutoff,
     expand,
@@ -59,7 +61,7 @@ def count_state(event: str) -> str:
 
 
 def partial_states(settings: FeatureSettings, timezone: str) -> list[pl.Expr]:
-    """Reducible aggregates of one (application, bucket, device) group."""
+    """Reducible aggregates of one (application, bucket) group."""
     return [
         pl.len().alias("n"),
         (local_hour("ts", timezone) < settings.night_end_hour).sum().alias("night"),
@@ -72,17 +74,24 @@ SUMMED = ("n", "night", *(count_state(event) for event, _ in COUNTED.values()))
 
 
 def combined_states(windows: list[int]) -> list[pl.Expr]:
-    """Per application: the bucket states added up per window, distinct devices per window
-    over the partial rows, and the latest login."""
-    devices = [
-        pl.when(pl.col(BUCKET) <= i).then(pl.col("device_id")).drop_nulls().n_unique()
-        for i in range(len(windows))
-    ]
-    return [
-        *bucket_totals(SUMMED, windows),
-        *(d.alias(f"devices@{window_label(w)}") for d, w in zip(devices, windows, strict=True)),
-        pl.col(LAST_LOGIN).max(),
-    ]
+    """Per application: the bucket states added up per window, and the latest login."""
+    return [*bucket_totals(SUMMED, windows), pl.col(LAST_LOGIN).max()]
+
+
+def device_buckets(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per (application, device): the newest and the oldest bucket it was used in."""
+    return rows.group_by(APPLICATION, "device_id").agg(
+        pl.col(BUCKET).min().alias("newest"), pl.col(BUCKET).max().alias("oldest")
+    )
+
+
+def device_counts(devices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
+    """``devices@<window>``: distinct devices used in each window."""
+    known = pl.col("device_id").is_not_null()
+    return devices.group_by(APPLICATION).agg(
+        (known & (pl.col("newest") <= i)).sum().alias(f"devices@{window_label(days)}")
+        for i, days in enumerate(windows)
+    )
 
 
 def session_counts(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
@@ -178,18 +187,16 @@ def earlier_first_use(spine: pl.LazyFrame, app_events: pl.LazyFrame, horizon: in
 
 
 def new_devices(
-    spine: pl.LazyFrame, partial: pl.LazyFrame, earlier: pl.LazyFrame, windows: list[int]
+    spine: pl.LazyFrame, devices: pl.LazyFrame, earlier: pl.LazyFrame, windows: list[int]
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     """Devices first used (ever, before the cut-off) in the window: device changes.
 
-    A device of the longest window's rows was first used in a window when it has no row in
-    an older bucket and was not used before the longest window (`earlier`, from
-    :func:`earlier_first_use`)."""
+    A device of the longest window's rows (`devices`, from :func:`device_buckets`) was first
+    used in a window when its oldest bucket is in it and it was not used before the longest
+    window (`earlier`, from :func:`earlier_first_use`)."""
     used_before = pl.col("earlier_first_use") < pl.col("cutoff") - pl.duration(days=windows[-1])
     devices = (
-        partial.group_by(APPLICATION, "device_id")
-        .agg(pl.col(BUCKET).max().alias("earliest"))
-        .join(spine.select(APPLICATION, "user_id", "cutoff"), on=APPLICATION)
+        devices.join(spine.select(APPLICATION, "user_id", "cutoff"), on=APPLICATION)
         .join(earlier, on=["user_id", "device_id"], how="left", nulls_equal=True)
         .filter(~used_before.fill_null(False))
     )
@@ -204,7 +211,7 @@ def new_devices(
         for days in windows
     ]
     counts = devices.group_by(APPLICATION).agg(
-        (pl.col("earliest") <= i).sum().cast(pl.Float64).alias(d.name) for i, d in enumerate(defs)
+        (pl.col("oldest") <= i).sum().cast(pl.Float64).alias(d.name) for i, d in enumerate(defs)
     )
     frame = (
         spine.select(APPLICATION, "application_id")
@@ -225,16 +232,16 @@ def build(
     rows = events_before_cutoff(keyed, app_events, horizon).with_columns(
         window_bucket(windows).alias(BUCKET)
     )
-    partial = rows.group_by(APPLICATION, BUCKET, "device_id").agg(
-        partial_states(settings, timezone)
-    )
+    partial = by_bucket(rows, windows, partial_states(settings, timezone))
     earlier = earlier_first_use(keyed, app_events, horizon)
-    partial, sessions, earlier = pl.collect_all(
-        [partial, session_counts(rows, windows), earlier], engine="streaming"
+    partial, devices, sessions, earlier = pl.collect_all(
+        [partial, device_buckets(rows), session_counts(rows, windows), earlier],
+        engine="streaming",
     )
-    new_defs, new = new_devices(keyed, partial.lazy(), earlier.lazy(), windows)
+    new_defs, new = new_devices(keyed, devices.lazy(), earlier.lazy(), windows)
     combined = partial.lazy().group_by(APPLICATION).agg(combined_states(windows))
-    states = combined.join(sessions.lazy(), on=APPLICATION, how="left")
+    states = combined.join(device_counts(devices.lazy(), windows), on=APPLICATION, how="left")
+    states = states.join(sessions.lazy(), on=APPLICATION, how="left")
 
     defs, exprs = expand(FAMILY, [*count_features(), night_share(settings)], windows)
     recency_def, recency_expr = days_since_last_login(horizon)

@@ -20,6 +20,7 @@ from features.base import (
     FeatureSettings,
     PerWindow,
     bucket_totals,
+    by_bucket,
     days_between,
     events_before_cutoff,
     expand,
@@ -158,7 +159,7 @@ def inquiry_features(
     rows = events_before_cutoff(spine, events, horizon).with_columns(
         window_bucket(windows).alias(BUCKET)
     )
-    partial = rows.group_by(APPLICATION, BUCKET).agg(partial_states(horizon))
+    partial = by_bucket(rows, windows, partial_states(horizon))
     states = partial.group_by(APPLICATION).agg(combined_states(windows))
     defs, exprs = expand(FAMILY, count_features(), windows)
     more_defs, more_exprs = gap_and_recency(horizon)

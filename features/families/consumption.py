@@ -6,13 +6,14 @@ every aggregation over the ~80M joined rows of a 1M-user night is one the stream
 can reduce as it goes (a distinct count, a comparison with the group's own mean or a sort
 would make it hold every row):
 
-1. *partial states* per (application, window bucket, city, device): counts (the boolean ones
-   two to a word, :func:`features.base.packed_flags`), exact integer sums, maxima and the set
-   of local days as bits (:func:`features.base.day_bits`), next to a narrow copy of the joined
-   rows (application, bucket, time, amount);
+1. *partial states* per (application, window bucket) (:func:`features.base.by_bucket`):
+   counts (the boolean ones two to a word, :func:`features.base.packed_flags`), exact integer
+   sums, maxima and the set of local days as bits (:func:`features.base.day_bits`); the
+   newest bucket of each (application, city, device); a narrow copy of the joined rows
+   (application, bucket, time, amount);
 2. the buckets are added up into *windowed states* (``<state>@<window>``); distinct cities and
-   devices are counted over the few partial rows; large purchases (against the mean the first
-   pass found) and the latest N purchases are taken from the narrow rows.
+   devices are counted over the few (application, city, device) rows; large purchases (against
+   the mean the first pass found) and the latest N purchases are taken from the narrow rows.
 
 Every feature is then an expression over the windowed states.
 """
@@ -37,6 +38,7 @@ from features.base import (
     State,
     at,
     bucket_totals,
+    by_bucket,
     cents,
     count_bits,
     day_bit_words,
@@ -97,7 +99,7 @@ def row_values(settings: FeatureSettings, horizon: int) -> list[pl.Expr]:
 
 
 def partial_states(horizon: int) -> list[pl.Expr]:
-    """Reducible aggregates of one (application, bucket, city, device) group, over
+    """Reducible aggregates of one (application, bucket) group, over
     :func:`row_values` (the :func:`flags` counted in packed words)."""
     amount = pl.col("amount")
     since = pl.col("_since")
@@ -144,12 +146,22 @@ def windowed_states(windows: list[int], horizon: int) -> list[pl.Expr]:
             for k in range(day_bit_words(horizon))
         ]
         exprs.append(count_bits(words).alias(f"days@{label}"))
-        exprs += [
-            pl.when(inside).then(pl.col(p)).drop_nulls().n_unique().alias(f"{p}@{label}")
-            for p in PLACES
-        ]
     since = [f"{s}@{SINCE_PREV_LOAN}" for s in ("n", "amount_micro")]
     return [*exprs, *(pl.col(s).sum() for s in since), pl.col("last_ts").max()]
+
+
+def place_counts(places: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
+    """``city@<window>``, ``device_id@<window>``: distinct places per window, from the newest
+    bucket of each (application, city, device)."""
+    return places.group_by(APPLICATION).agg(
+        pl.when(pl.col(BUCKET) <= i)
+        .then(pl.col(p))
+        .drop_nulls()
+        .n_unique()
+        .alias(f"{p}@{window_label(days)}")
+        for i, days in enumerate(windows)
+        for p in PLACES
+    )
 
 
 def amount_mean(s: State) -> pl.Expr:
@@ -325,11 +337,8 @@ def large_counts(
     """``large@<window>``: purchases above `large_multiple` times the longest window's mean."""
     longest = at(window_label(windows[-1]))
     limit = windowed.select(APPLICATION, limit=settings.large_multiple * amount_mean(longest))
-    per_bucket = (
-        recent.join(limit, on=APPLICATION)
-        .group_by(APPLICATION, BUCKET)
-        .agg((pl.col("amount") > pl.col("limit")).sum().alias("large"))
-    )
+    large = (pl.col("amount") > pl.col("limit")).sum().alias("large")
+    per_bucket = by_bucket(recent.join(limit, on=APPLICATION), windows, [large])
     return per_bucket.group_by(APPLICATION).agg(bucket_totals(["large"], windows))
 
 
@@ -355,13 +364,19 @@ def build(
     keyed = with_application_key(spine).with_columns(cutoff_day=local_date("cutoff", timezone))
     rows = joined_purchases(tables, keyed, windows, timezone)
     per_row = rows.with_columns(row_values(settings, horizon))
-    groups = per_row.group_by(APPLICATION, BUCKET, *PLACES).agg(partial_states(horizon))
+    groups = by_bucket(per_row, windows, partial_states(horizon))
+    newest = rows.group_by(APPLICATION, *PLACES).agg(pl.col(BUCKET).min())
     narrow = rows.select(APPLICATION, BUCKET, "ts", "amount")
-    # One pass over the joined rows feeds both (their common plan is shared, not cached whole).
-    partial, recent = pl.collect_all([groups, narrow], engine="streaming")
+    # One pass over the joined rows feeds all three (their common plan is shared, not cached).
+    partial, places, recent = pl.collect_all([groups, newest, narrow], engine="streaming")
     partial = partial.with_columns(unpacked(list(flags(settings))))
     windowed = (
-        partial.lazy().group_by(APPLICATION).agg(windowed_states(windows, horizon)).collect().lazy()
+        partial.lazy()
+        .group_by(APPLICATION)
+        .agg(windowed_states(windows, horizon))
+        .join(place_counts(places.lazy(), windows), on=APPLICATION, how="left")
+        .collect()
+        .lazy()
     )
     windowed = windowed.join(
         large_counts(recent.lazy(), windowed, settings, windows), on=APPLICATION, how="left"

@@ -21,6 +21,7 @@ from features.base import (
     FeatureSettings,
     PerWindow,
     bucket_totals,
+    by_bucket,
     events_before_cutoff,
     expand,
     per_application,
@@ -50,16 +51,13 @@ def count_state(kind: str) -> str:
     return f"n_{kind}"
 
 
-def bucket_states(rows: pl.LazyFrame) -> pl.LazyFrame:
+def bucket_states(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
     """Per (application, window bucket): the applicant's own interactions, by kind."""
-    return (
-        rows.filter(OUTGOING)
-        .group_by(APPLICATION, BUCKET)
-        .agg(
-            pl.len().alias("n"),
-            *((pl.col("interaction") == k).sum().alias(count_state(k)) for k in INTERACTIONS),
-        )
-    )
+    counts = [
+        pl.len().alias("n"),
+        *((pl.col("interaction") == k).sum().alias(count_state(k)) for k in INTERACTIONS),
+    ]
+    return by_bucket(rows.filter(OUTGOING), windows, counts)
 
 
 def peer_states(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
@@ -129,7 +127,7 @@ def interactions_and_reciprocity(
         window_bucket(windows).alias(BUCKET)
     )
     buckets, peers = pl.collect_all(
-        [bucket_states(rows), peer_states(rows, windows)], engine="streaming"
+        [bucket_states(rows, windows), peer_states(rows, windows)], engine="streaming"
     )
     states = (
         buckets.lazy()

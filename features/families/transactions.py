@@ -30,6 +30,7 @@ from features.base import (
     State,
     at,
     bucket_totals,
+    by_bucket,
     cents,
     count_bits,
     day_bit_words,
@@ -312,7 +313,7 @@ def build(
         window_bucket(windows).alias(BUCKET)
     )
     per_row = rows.with_columns(row_values(timezone, horizon))
-    partial = per_row.group_by(APPLICATION, BUCKET).agg(partial_states(horizon))
+    partial = by_bucket(per_row, windows, partial_states(horizon))
     partial, counterparties = pl.collect_all(
         [partial, counterparty_counts(rows, windows)], engine="streaming"
     )

@@ -139,13 +139,16 @@ def interactions_and_reciprocity(
     return defs, with_states(spine, states).select("application_id", *exprs)
 
 
-def friendships(social: pl.LazyFrame) -> pl.LazyFrame:
-    """Undirected friendships with the time they formed (the first friend_add either way)."""
+def friends_before_cutoff(spine: pl.LazyFrame, social: pl.LazyFrame) -> pl.LazyFrame:
+    """Per application: its applicant's friends (``peer_id``), made by a friend_add either way
+    before the cut-off. The adds are joined to the applications before the pairs are made
+    unique, so only applicants' friendships are ever grouped."""
     adds = social.filter(pl.col("interaction") == "friend_add").select("user_id", "peer_id", "ts")
     both_ways = pl.concat(
         [adds, adds.select(user_id="peer_id", peer_id="user_id", ts="ts")], how="vertical"
     )
-    return both_ways.group_by("user_id", "peer_id").agg(pl.col("ts").min())
+    rows = events_before_cutoff(spine, both_ways, None)
+    return rows.group_by(APPLICATION, "peer_id").agg(pl.col("cutoff").first())
 
 
 def friend_features(
@@ -157,7 +160,7 @@ def friend_features(
     observed = default_observed_dates(
         tables["applications"], tables["repayments"], timezone, labels
     ).rename({"user_id": "peer_id"})
-    friends = events_before_cutoff(spine, friendships(tables["social"]), None).join(
+    friends = friends_before_cutoff(spine, tables["social"]).join(
         observed, on="peer_id", how="left"
     )
     application_day = pl.col("cutoff").dt.convert_time_zone(timezone).dt.date()

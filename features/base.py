@@ -352,8 +352,8 @@ def by_bucket(rows: pl.LazyFrame, windows: Sequence[int], aggs: Sequence[pl.Expr
     ``BUCKET`` as they were.
 
     The pair is grouped as one integer (application x buckets + bucket): the streaming
-    group-by hashes a single integer key much faster than it row-encodes two (consumption's
-    partial states at 1M users: about 4 s of 24 less)."""
+    group-by hashes a single integer key faster than it row-encodes two columns
+    (``tests/bench/RESULTS.md``, issue 4, session 9)."""
     buckets = len(windows) + 1  # a row outside every window would have bucket len(windows)
     key = pl.col(APPLICATION).cast(pl.UInt64) * buckets + pl.col(BUCKET)
     return (

@@ -378,6 +378,15 @@ def bucket_totals(states: Sequence[str], windows: Sequence[int]) -> list[pl.Expr
     ]
 
 
+def newest_in_windows(newest: pl.Expr, state: str, windows: Sequence[int]) -> list[pl.Expr]:
+    """``<state>@<window>``: per application, the rows (one per distinct value, with the
+    `newest` bucket it was seen in) that fall in each window; a null bucket counts in none."""
+    return [
+        (newest <= i).sum().alias(f"{state}@{window_label(d)}")
+        for i, d in enumerate(sorted(windows))
+    ]
+
+
 State = Callable[[str], pl.Expr]  # a windowed state of the window being defined, by name
 
 

@@ -31,6 +31,7 @@ from features.base import (
     events_before_cutoff,
     expand,
     local_hour,
+    newest_in_windows,
     ratio,
     recency,
     trend,
@@ -87,11 +88,8 @@ def device_buckets(rows: pl.LazyFrame) -> pl.LazyFrame:
 
 def device_counts(devices: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
     """``devices@<window>``: distinct devices used in each window."""
-    known = pl.col("device_id").is_not_null()
-    return devices.group_by(APPLICATION).agg(
-        (known & (pl.col("newest") <= i)).sum().alias(f"devices@{window_label(days)}")
-        for i, days in enumerate(windows)
-    )
+    newest = pl.when(pl.col("device_id").is_not_null()).then(pl.col("newest"))
+    return devices.group_by(APPLICATION).agg(newest_in_windows(newest, "devices", windows))
 
 
 def session_counts(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
@@ -106,16 +104,15 @@ def session_counts(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
             pl.when(is_event("apply_submit")).then(pl.col(BUCKET)).min().alias("submit"),
         )
     )
-    exprs = []
-    for i, days in enumerate(windows):
-        label = window_label(days)
-        started = (pl.col("start") <= i).fill_null(False)
-        submitted = (pl.col("submit") <= i).fill_null(False)
-        exprs += [
-            (pl.col("any") <= i).sum().alias(f"sessions@{label}"),
-            (started & ~submitted).sum().alias(f"abandoned@{label}"),
-        ]
-    return lowest.group_by(APPLICATION).agg(exprs)
+    abandoned = [
+        ((pl.col("start") <= i).fill_null(False) & ~(pl.col("submit") <= i).fill_null(False))
+        .sum()
+        .alias(f"abandoned@{window_label(days)}")
+        for i, days in enumerate(windows)
+    ]
+    return lowest.group_by(APPLICATION).agg(
+        *newest_in_windows(pl.col("any"), "sessions", windows), *abandoned
+    )
 
 
 def count_features() -> list[PerWindow]:

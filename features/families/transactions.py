@@ -39,6 +39,7 @@ from features.base import (
     events_before_cutoff,
     expand,
     fixed_point,
+    newest_in_windows,
     ratio,
     recency,
     std_from_sums,
@@ -167,8 +168,7 @@ def counterparty_counts(rows: pl.LazyFrame, windows: list[int]) -> pl.LazyFrame:
         .agg(pl.col(BUCKET).min())
     )
     return latest.group_by(APPLICATION).agg(
-        (pl.col(BUCKET) <= i).sum().alias(f"counterparties@{window_label(d)}")
-        for i, d in enumerate(windows)
+        newest_in_windows(pl.col(BUCKET), "counterparties", windows)
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from itertools import chain
 from pathlib import Path
 
 import polars as pl
@@ -137,10 +138,21 @@ def check_schema(schema: pl.Schema, table: Table, path: Path) -> None:
 
 
 def read_schemas(files: TableFiles, threads: int = 8) -> dict[Path, pl.Schema]:
-    """Every file's schema, read from its footer in parallel (footer reads release the GIL)."""
+    """Every file's schema, read from its footer, `threads` files at a time.
+
+    Threads overlap the footers' disk reads on a cold cache. Each thread reads a whole share
+    of the files, not one file per task: a footer read from the page cache takes about 0.1 ms,
+    and one task per file spent more than that handing work between threads (44,000 files:
+    8.3-9.5 s one task per file, 5.5-7.0 s one share per thread, warm; alike cold).
+    """
+    shares = [files.files[i::threads] for i in range(threads)]
+
+    def read_share(share: tuple[Path, ...]) -> list[pl.Schema]:
+        return [_file_schema(path, files.table) for path in share]
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        schemas = pool.map(lambda path: _file_schema(path, files.table), files.files)
-        return dict(zip(files.files, schemas, strict=True))
+        read = dict(zip(chain(*shares), chain(*pool.map(read_share, shares)), strict=True))
+    return {path: read[path] for path in files.files}
 
 
 def _contract_projection(table: Table) -> list[pl.Expr]:

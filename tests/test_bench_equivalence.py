@@ -91,3 +91,16 @@ def test_sample_root_holds_the_same_features_of_fewer_applications(
     tables = bench_features.consumption_view(root, as_of)
     _, frame = consumption.build(tables, pl.scan_parquet(sample_spine), SETTINGS, TZ)
     assert_same_features(expected, frame.collect(engine="streaming"))
+
+
+def test_floor_scans_what_the_reader_reads(small_raw: Path, as_of: date, spine: Path) -> None:
+    """The bare floor reads the same columns of the same rows as the pipeline's reader (no row
+    of this root is at or after its as-of date), only without the reader's checks."""
+    for bare, through_reader in [
+        (bench_features.floor_all, bench_features.reader_all),
+        (bench_features.floor_consumption, bench_features.reader_consumption),
+    ]:
+        _, floor_note = bare(small_raw, as_of, spine, 1.0)()
+        _, reader_note = through_reader(small_raw, as_of, spine, 1.0)()
+        assert floor_note == reader_note
+        assert not floor_note.startswith("0 columns")

@@ -176,8 +176,9 @@ def earlier_first_use(spine: pl.LazyFrame, app_events: pl.LazyFrame, horizon: in
     at 1M users this reads a fifth of the rows."""
     applicants = spine.select(pl.col("user_id").unique()).collect().to_series()
     before = spine.select(pl.col("cutoff").max() - pl.duration(days=horizon)).collect().item()
+    older = pl.lit(False) if before is None else pl.col("ts") < before  # None: no applications
     return (
-        app_events.filter(pl.col("ts") < before, pl.col("user_id").is_in(applicants.implode()))
+        app_events.filter(older, pl.col("user_id").is_in(applicants.implode()))
         .group_by("user_id", "device_id")
         .agg(earlier_first_use=pl.col("ts").min())
     )

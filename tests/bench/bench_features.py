@@ -8,8 +8,12 @@ once with Polars and written to a temporary Parquet file that every engine reads
 reads the consumption table's Parquet files itself, with the as-of cut. Each stage runs in its
 own process (so peak RSS is its own), one after the other:
 
-- ``floor-consumption``: a bare scan of the consumption columns the family reads (one
-  reduction per column), through the pipeline's reader and as-of view;
+- ``floor-consumption``: the floor: a bare scan of the consumption columns the family reads
+  (one reduction per column) straight from the same files with ``pl.scan_parquet``: no
+  contract check of the footers, no cast, no as-of view;
+- ``reader-consumption``: the same scan through the pipeline's reader and as-of view (every
+  footer checked against the contract, columns cast to it, rows at or after the as-of date
+  cut): the floor plus what reading contract data costs before any feature;
 - ``polars-consumption``: ``features.families.consumption.build``, collected by the streaming
   engine as the pipeline does (``polars-consumption-in-memory``: the in-memory engine);
 - ``duckdb-consumption``: the same features as DuckDB SQL (``consumption_sql.py``);
@@ -18,15 +22,17 @@ own process (so peak RSS is its own), one after the other:
   ``--pandas-sample FRACTION`` both run on a sample root written before any stage (untimed):
   the purchases of a random FRACTION of the applicants, as one Parquet file in the raw files'
   columns, and their spine; both engines read those same files from start to end;
-- ``floor-all``: a bare scan of every column the whole feature build reads;
+- ``floor-all``: the floor for the whole build: a bare scan of every column it reads, as above;
+- ``reader-all``: the same through the pipeline's reader and as-of view;
 - ``polars-all``: the whole feature table (``features.build.feature_table``).
 
-A stage's seconds run from the raw files to the result in memory (the pipeline's reader, its
-footer checks and as-of view included); what only sets a stage up (writing the sample root,
-probing which columns the build reads) is not timed. Prints one Markdown row per stage:
-applications out, seconds, the ratio to the Polars stage of its group (measured seconds, also
-for a pandas sample, whose row says the fraction: nothing is extrapolated) and the peak RSS.
-With ``--repeat N`` every stage runs N times, round robin, and the fastest run counts.
+A stage's seconds run from the raw files to the result in memory: for the Polars and reader
+stages, the pipeline's reader, its footer checks and as-of view included; not for the floors.
+What only sets a stage up (writing the sample root, probing which columns the build reads) is
+not timed. Prints one Markdown row per stage: applications out, seconds, the ratio to the
+Polars stage of its group (measured seconds, also for a pandas sample, whose row says the
+fraction: nothing is extrapolated) and the peak RSS. With ``--repeat N`` every stage runs N
+times, round robin, and the fastest run counts.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ DUCKDB_THREADS = 2
 DUCKDB_MEMORY_SHARE = 0.5
 CONSUMPTION = (
     "floor-consumption",
+    "reader-consumption",
     "polars-consumption",
     "polars-consumption-in-memory",
     "duckdb-consumption",
@@ -58,7 +65,7 @@ CONSUMPTION = (
 )
 SAMPLED = ("polars-consumption-sample", "pandas-consumption")
 SPINE_FILE = "spine.parquet"
-ALL = ("floor-all", "polars-all")
+ALL = ("floor-all", "reader-all", "polars-all")
 STAGES = (*CONSUMPTION, *ALL)
 Measured = tuple[int | None, str]  # applications out (none for a floor), a note for the row
 Work = Callable[[], Measured]
@@ -143,6 +150,16 @@ def consumption_build(spine: Path) -> Callable[[dict[str, pl.LazyFrame]], pl.Laz
     return lambda tables: consumption_frame(tables, pl.scan_parquet(spine))
 
 
+def bare_tables(raw: Path, names: list[str]) -> dict[str, pl.LazyFrame]:
+    """The tables' files as Polars scans them, with nothing of the pipeline's reader: the same
+    files it reads, in their own column types."""
+    from data.contract import TABLES
+    from data.readers import list_table_files
+
+    files = {name: list_table_files(raw, TABLES[name]).files for name in names}
+    return {name: pl.scan_parquet(paths, hive_partitioning=False) for name, paths in files.items()}
+
+
 def floor(tables: dict[str, pl.LazyFrame], used: dict[str, list[str]]) -> Measured:
     """Scan every used column of every table in one query (no applications come out)."""
     frames = [tables[t].select(bare_scan(tables[t], columns)) for t, columns in used.items()]
@@ -177,6 +194,11 @@ def write_sample(raw: Path, spine: Path, fraction: float, out: Path, seed: int =
 
 
 def floor_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
+    used = columns_read(consumption_view(raw, as_of), consumption_build(spine))
+    return lambda: floor(bare_tables(raw, list(used)), used)
+
+
+def reader_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
     used = columns_read(consumption_view(raw, as_of), consumption_build(spine))
     return lambda: floor(consumption_view(raw, as_of), used)
 
@@ -233,6 +255,11 @@ def pandas_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Wo
 
 def floor_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
     used = columns_read(whole_view(raw, as_of), whole_build)
+    return lambda: floor(bare_tables(raw, list(used)), used)
+
+
+def reader_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
+    used = columns_read(whole_view(raw, as_of), whole_build)
     return lambda: floor(whole_view(raw, as_of), used)
 
 
@@ -250,12 +277,14 @@ def polars_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
 
 PREPARE: dict[str, Callable[[Path, date, Path, float], Work]] = {
     "floor-consumption": floor_consumption,
+    "reader-consumption": reader_consumption,
     "polars-consumption": polars_consumption("streaming"),
     "polars-consumption-in-memory": polars_consumption("in-memory"),
     "polars-consumption-sample": polars_consumption("streaming"),
     "duckdb-consumption": duckdb_consumption,
     "pandas-consumption": pandas_consumption,
     "floor-all": floor_all,
+    "reader-all": reader_all,
     "polars-all": polars_all,
 }
 

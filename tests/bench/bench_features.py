@@ -72,6 +72,7 @@ Work = Callable[[], Measured]
 DEFAULT_STAGES = tuple(s for s in STAGES if s != "polars-consumption-in-memory")
 REFERENCE = {
     **dict.fromkeys(CONSUMPTION, "polars-consumption"),
+    "polars-consumption-sample": "polars-consumption-sample",
     "pandas-consumption": "polars-consumption-sample",  # like for like: the same users
     **dict.fromkeys(ALL, "polars-all"),
 }

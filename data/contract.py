@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 import polars as pl
 
 CONTRACT_VERSION = 1
+# pdflow's own bound on money columns, which the contract leaves open ("float64 CNY", > 0):
+# no single amount in a consumer lender's logs comes near 1e12 CNY, so one above it is an
+# export fault (a unit or sentinel value), and the features' exact sums and spreads, 128-bit
+# integers of millionths and of hundredths, can only hold amounts up to a bound (at 1e12
+# CNY a square of hundredths is 1e28, so a sum of them holds over a billion rows). Such rows
+# are set aside like any other rule's, rather than crash the build or wrap around.
+MAX_AMOUNT = 1e12
 UTC_TIMESTAMP = pl.Datetime("us", "UTC")
 
 
@@ -147,7 +154,7 @@ TRANSACTIONS = Table(
         Column("ts", UTC_TIMESTAMP),
         Column("direction", pl.String(), values=DIRECTIONS),
         Column("txn_type", pl.String(), values=TXN_TYPES),
-        Column("amount", pl.Float64(), positive=True),
+        Column("amount", pl.Float64(), positive=True, max_value=MAX_AMOUNT),
         Column("counterparty_id", pl.String(), nullable=True),
         Column("channel", pl.String(), values=TXN_CHANNELS),
     ),
@@ -164,7 +171,7 @@ CONSUMPTION = Table(
         Column("order_id", pl.String()),
         Column("user_id", pl.String()),
         Column("ts", UTC_TIMESTAMP),
-        Column("amount", pl.Float64(), positive=True),
+        Column("amount", pl.Float64(), positive=True, max_value=MAX_AMOUNT),
         Column("merchant_category", pl.String(), values=MERCHANT_CATEGORIES),
         Column("city", pl.String()),
         Column("device_id", pl.String()),
@@ -224,8 +231,8 @@ BUREAU_SNAPSHOTS = Table(
         Column("user_id", pl.String()),
         Column("report_date", pl.Date()),
         Column("open_accounts", pl.Int16(), non_negative=True),
-        Column("total_limit", pl.Float64(), non_negative=True),
-        Column("total_balance", pl.Float64(), non_negative=True),
+        Column("total_limit", pl.Float64(), non_negative=True, max_value=MAX_AMOUNT),
+        Column("total_balance", pl.Float64(), non_negative=True, max_value=MAX_AMOUNT),
         Column("max_dpd_current", pl.Int16(), non_negative=True),
         Column("max_dpd_24m", pl.Int16(), non_negative=True),
     ),
@@ -242,7 +249,7 @@ APPLICATIONS = Table(
         Column("application_id", pl.String()),
         Column("user_id", pl.String()),
         Column("applied_at", UTC_TIMESTAMP),
-        Column("amount_requested", pl.Float64(), positive=True),
+        Column("amount_requested", pl.Float64(), positive=True, max_value=MAX_AMOUNT),
         Column("term_months", pl.Int8(), values=TERMS),
         Column("channel", pl.String(), values=APPLICATION_CHANNELS),
         Column("decision", pl.String(), values=DECISIONS),
@@ -259,9 +266,9 @@ REPAYMENTS = Table(
         Column("loan_id", pl.String()),
         Column("installment_no", pl.Int16(), min_value=1),
         Column("due_date", pl.Date()),
-        Column("amount_due", pl.Float64(), positive=True),
+        Column("amount_due", pl.Float64(), positive=True, max_value=MAX_AMOUNT),
         Column("paid_at", UTC_TIMESTAMP, nullable=True),
-        Column("amount_paid", pl.Float64(), non_negative=True),
+        Column("amount_paid", pl.Float64(), non_negative=True, max_value=MAX_AMOUNT),
     ),
 )
 

@@ -124,10 +124,18 @@ def _column_rules(table: Table) -> list[Rule]:
                     (name,),
                     min_value=col.min_value,
                     max_value=col.max_value,
-                    description=f"{name} within [{col.min_value}, {col.max_value}]",
+                    description=_range_description(name, col.min_value, col.max_value),
                 )
             )
     return rules
+
+
+def _range_description(name: str, low: float | None, high: float | None) -> str:
+    if low is None:
+        return f"{name} <= {high:g}"
+    if high is None:
+        return f"{name} >= {low:g}"
+    return f"{name} within [{low:g}, {high:g}]"
 
 
 def time_column(table: Table) -> str | None:

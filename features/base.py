@@ -137,7 +137,7 @@ def exact_mean(expr: pl.Expr) -> pl.Expr:
 
 
 # Spreads are taken over hundredths: their sums of squares stay inside 128 bits for any
-# realistic amount (see std_from_sums).
+# amount up to data.contract.MAX_AMOUNT, above which the gate sets rows aside.
 CENTS = 100
 INT128_SAFE = 1e38
 
@@ -152,8 +152,9 @@ def std_from_sums(n: pl.Expr, total: pl.Expr, squares: pl.Expr) -> pl.Expr:
 
     sqrt((n * squares - total^2) / (n * (n - 1))) is computed on the exact 128-bit integers,
     so the cancellation that makes this formula unstable in floating point cannot occur. Where
-    n * squares would not fit in 128 bits (amounts of about 1e13 and more, which no contract
-    source should send), the floating-point form is used instead of a wrapped-around integer.
+    n * squares would not fit in 128 bits (many amounts near the gate's bound,
+    ``data.contract.MAX_AMOUNT``), the floating-point form is used instead of a wrapped-around
+    integer. The squares themselves fit for any amount the gate keeps.
     """
     n = n.cast(pl.Int128)
     exact = (n * squares - total * total).cast(pl.Float64)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from family_frames import TZ, build_family
 
-from data.contract import MERCHANT_CATEGORIES
+from data.contract import MAX_AMOUNT, MERCHANT_CATEGORIES
 from features.base import FeatureSettings
 from features.families import consumption
 
@@ -172,3 +172,16 @@ def test_spread_of_huge_amounts_is_not_wrapped_around() -> None:
     assert a2["consumption_amount_std_7d"] == pytest.approx(1e15, rel=1e-9)
     assert a2["consumption_amount_mean_7d"] == pytest.approx(2e15)
     assert a2["consumption_amount_cv_7d"] == pytest.approx(0.5, rel=1e-9)
+
+
+def test_many_purchases_at_the_gates_amount_bound_sum_exactly() -> None:
+    # The gate sets aside amounts above MAX_AMOUNT; at it, the 128-bit sums of millionths and
+    # of squared hundredths must still hold a heavy week (here 1,000 purchases) exactly.
+    week = tuple(
+        (datetime(2024, 6, 13, 12, 0), MAX_AMOUNT, "travel", "credit", "Shanghai", "d1")
+        for _ in range(1_000)
+    )
+    a2 = features(week)["a2"]
+    assert a2["consumption_amount_sum_7d"] == 1_000 * MAX_AMOUNT
+    assert a2["consumption_amount_mean_7d"] == MAX_AMOUNT
+    assert a2["consumption_amount_std_7d"] == 0.0

@@ -89,6 +89,10 @@ def test_clean_data_passes_with_nothing_set_aside(clean: Path, tmp_path: Path) -
         ("consumption", "user_id", "U-nobody", "user_id_known"),
         ("social", "peer_id", "U-nobody", "peer_id_known"),
         ("bureau_snapshots", "total_limit", -1.0, "total_limit_non_negative"),
+        # Contract-valid but beyond pdflow's MAX_AMOUNT: the features could not hold them.
+        ("consumption", "amount", 1e31, "amount_in_range"),
+        ("transactions", "amount", 2e12, "amount_in_range"),
+        ("bureau_snapshots", "total_balance", 1e300, "total_balance_in_range"),
     ],
 )
 def test_row_faults_are_set_aside_with_their_rule(

@@ -54,6 +54,9 @@ class StatsSettings(BaseModel):
     bad_rate_action: Action = "stop"
     feature_max_null_share: float = Field(0.999, gt=0, le=1)
     feature_action: Action = "stop"
+    freshness_action: Action = Field(
+        "stop", description="No event row in the whole window before the as-of date"
+    )
 
 
 class ValidationSettings(BaseModel):

@@ -126,8 +126,9 @@ def run_data_gate(
         outcome.results.append(result)
     if report.ok:
         since = history_start(report.as_of, settings.stats)
+        kept = {name: count.rows_kept for name, count in report.tables.items()}
         checks = statistical_checks(
-            scan_validated(report, timezone, since), report.as_of, timezone, settings.stats
+            scan_validated(report, timezone, since), report.as_of, timezone, settings.stats, kept
         )
         for check in checks:
             outcome.results.append(check)

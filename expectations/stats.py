@@ -15,6 +15,12 @@ table, each a ``SuiteResult`` that carries its action ("warn" or "stop") from th
 
 With fewer than ``MIN_HISTORY_DAYS`` days with data in the history window a check is skipped:
 it succeeds, with ``skipped=True`` and a note.
+
+Given the rows each table kept, one more check, ``stats.freshness``, fails (``freshness_action``)
+when none of these tables has a row in the whole ``history_days + recent_days`` before the as-of
+date although some hold older rows: the data stopped arriving, or the as-of date is wrong (by
+default it is the day after the latest record of any table, so one record dated decades ahead
+moves it there). Without it every check above would be skipped and the gate would pass.
 """
 
 from __future__ import annotations
@@ -60,20 +66,68 @@ def statistical_checks(
     as_of: date,
     timezone: str,
     settings: StatsSettings,
+    kept_rows: dict[str, int] | None = None,
 ) -> list[SuiteResult]:
-    """Volume, amount and enumeration checks of every event table present in `tables`."""
+    """Volume, amount and enumeration checks of every event table present in `tables`, and
+    with `kept_rows` (rows each table kept, in all its history) the freshness check."""
     windows = _Windows(as_of, settings)
     results: list[SuiteResult] = []
+    window_rows: dict[str, int] = {}
     for table in VOLUME_TABLES:
         if table not in tables:
             continue
         aggregates = _aggregate(tables[table], table, windows, timezone)
+        window_rows[table] = int(aggregates.daily.get_column("rows").sum())
         results.append(_volume_check(table, aggregates, windows, settings))
         if table in AMOUNT_COLUMNS:
             results.append(_amount_check(table, aggregates, windows, settings))
         if enum_columns(table):
             results.append(_enum_check(table, aggregates, windows, settings))
+    if kept_rows is not None and window_rows:
+        results.append(_freshness_check(window_rows, kept_rows, windows, settings))
     return results
+
+
+def _freshness_check(
+    window_rows: dict[str, int],
+    kept_rows: dict[str, int],
+    windows: _Windows,
+    settings: StatsSettings,
+) -> SuiteResult:
+    """At least one of the tables has a row in the checks' whole window, if any has rows."""
+    name = "stats.freshness"
+    action = settings.freshness_action
+    frame = pl.DataFrame(
+        {
+            "table": list(window_rows),
+            "window_rows": list(window_rows.values()),
+            "kept_rows": [kept_rows.get(table, 0) for table in window_rows],
+        }
+    )
+    span = f"{windows.history_start}..{windows.as_of - timedelta(days=1)}"
+    days = (windows.as_of - windows.history_start).days
+    if frame["kept_rows"].sum() == 0:
+        return _skip(name, frame, action, "skipped: none of the tables holds any row")
+    description = (
+        f"some row of {', '.join(window_rows)} in the {days} days before the as-of date "
+        f"{windows.as_of} ({span})"
+    )
+    expectation = gxe.ExpectColumnMaxToBeBetween(
+        column="window_rows",
+        min_value=1,
+        severity=_severity(action),
+        meta={"check": "freshness", "description": description, "action": action},
+    )
+    result = validate(_suite(name, [expectation], [description]), frame, action=action)
+    message = (
+        f"no row of {', '.join(window_rows)} in {span}, the {days} days before the as-of "
+        f"date {windows.as_of}, though they hold {frame['kept_rows'].sum():,} older rows: the data "
+        "stopped arriving, or the as-of date is wrong (by default the day after the latest "
+        "record of any table: look for a record dated far ahead)"
+        if frame["window_rows"].sum() == 0
+        else f"rows in {span}: " + ", ".join(f"{t} {n:,}" for t, n in window_rows.items())
+    )
+    return _with_messages(result, {"freshness": message})
 
 
 class _Windows:

@@ -340,6 +340,39 @@ def test_short_history_skips_with_a_note():
         assert "history" in result.notes[0]
 
 
+def test_freshness_stops_when_no_table_has_a_row_before_the_as_of_date():
+    frame = consumption_days()
+    settings = StatsSettings()
+    late = AS_OF + timedelta(days=settings.history_days + settings.recent_days)
+    checks = statistical_checks(
+        {"consumption": frame.lazy()}, late, TZ, settings, {"consumption": frame.height}
+    )
+    freshness = {r.suite_name: r for r in checks}["stats.freshness"]
+    assert freshness.stops
+    (failure,) = freshness.failures
+    assert f"as-of date {late}" in failure.message
+    assert f"{frame.height:,} older rows" in failure.message
+    # The day before, the newest day of data is inside the window: the check passes.
+    checks = statistical_checks(
+        {"consumption": frame.lazy()},
+        late - timedelta(days=1),
+        TZ,
+        settings,
+        {"consumption": frame.height},
+    )
+    assert {r.suite_name: r for r in checks}["stats.freshness"].success
+
+
+def test_freshness_skips_tables_without_rows_and_runs_only_with_kept_counts():
+    empty = consumption_days().clear()
+    checks = statistical_checks(
+        {"consumption": empty.lazy()}, AS_OF, TZ, StatsSettings(), {"consumption": 0}
+    )
+    freshness = {r.suite_name: r for r in checks}["stats.freshness"]
+    assert freshness.success and freshness.skipped
+    assert "stats.freshness" not in run_stats(consumption_days())
+
+
 # --------------------------------------------------------------------------- data docs
 
 

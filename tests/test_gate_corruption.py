@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +19,7 @@ from data.config import ValidationSettings
 from data.generator import GeneratorConfig, generate
 from data.readers import ContractError
 from data.validation import REASON, GateReport, run_gate, scan_validated
+from expectations.gate import run_data_gate
 
 TZ = "Asia/Shanghai"
 CONFIG = GeneratorConfig(users=800, months=8, seed=5, start=date(2024, 1, 1))
@@ -323,3 +324,23 @@ def test_great_expectations_agrees_with_polars_on_a_dirty_sample(raw: Path, tmp_
     failed = {o.rule: o.unexpected_count for o in result.results if o.rule and not o.success}
     assert failed == {"amount_positive": 2, "merchant_category_in_set": 3, "user_id_known": 1}
     assert outcome.report.tables["consumption"].reasons == failed
+
+
+def test_a_record_dated_far_ahead_moves_the_default_as_of_and_stops_the_gate(
+    raw: Path, tmp_path: Path
+) -> None:
+    # One user registered "in 2100": the default as-of date follows it, past all the events.
+    rewrite(
+        raw,
+        "users",
+        lambda df: df.with_columns(
+            registered_at=pl.when(pl.int_range(pl.len()) == 0)
+            .then(pl.lit(datetime(2100, 1, 1, tzinfo=UTC), dtype=pl.Datetime("us", "UTC")))
+            .otherwise(pl.col("registered_at"))
+        ),
+    )
+    outcome = run_data_gate(raw, tmp_path / "gate", ValidationSettings(), TZ)
+    assert outcome.report.as_of == date(2100, 1, 2)
+    assert not outcome.ok
+    (stop,) = outcome.stops
+    assert "the as-of date is wrong" in stop and "2100-01-02" in stop

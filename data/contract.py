@@ -34,6 +34,7 @@ class Column:
     non_negative: bool = False
     min_value: float | None = None
     max_value: float | None = None
+    differs_from: str | None = None  # another column of the row it must not equal
     pii: bool = False
     description: str = ""
 
@@ -155,7 +156,7 @@ TRANSACTIONS = Table(
         Column("direction", pl.String(), values=DIRECTIONS),
         Column("txn_type", pl.String(), values=TXN_TYPES),
         Column("amount", pl.Float64(), positive=True, max_value=MAX_AMOUNT),
-        Column("counterparty_id", pl.String(), nullable=True),
+        Column("counterparty_id", pl.String(), nullable=True, differs_from="user_id"),
         Column("channel", pl.String(), values=TXN_CHANNELS),
     ),
 )
@@ -187,7 +188,7 @@ SOCIAL = Table(
     references={"user_id": "users", "peer_id": "users"},
     columns=(
         Column("user_id", pl.String()),
-        Column("peer_id", pl.String()),
+        Column("peer_id", pl.String(), differs_from="user_id"),
         Column("ts", UTC_TIMESTAMP),
         Column("interaction", pl.String(), values=INTERACTIONS),
     ),

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     BEFORE_AS_OF = "before_as_of"
     PARTITION_DATE = "partition_date"
     LOAN_ID_IFF_APPROVED = "loan_id_iff_approved"
+    DIFFERS_FROM = "differs_from"
     UNIQUE = "unique"
     LOAN_BEFORE_AS_OF = "loan_before_as_of"
     REFERENCE = "reference"
@@ -41,6 +42,7 @@ ROW_KINDS = (
     Kind.BEFORE_AS_OF,
     Kind.PARTITION_DATE,
     Kind.LOAN_ID_IFF_APPROVED,
+    Kind.DIFFERS_FROM,
 )
 
 
@@ -113,6 +115,16 @@ def _column_rules(table: Table) -> list[Rule]:
                     Kind.NON_NEGATIVE,
                     (name,),
                     description=f"{name} >= 0",
+                )
+            )
+        if col.differs_from is not None:
+            rules.append(
+                Rule(
+                    f"{name}_differs_from_{col.differs_from}",
+                    table.name,
+                    Kind.DIFFERS_FROM,
+                    (name, col.differs_from),
+                    description=f"{name} names another user than {col.differs_from}",
                 )
             )
         if col.min_value is not None or col.max_value is not None:

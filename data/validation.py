@@ -129,6 +129,8 @@ def row_rule(rule: Rule, table: Table, as_of: date, timezone: str) -> pl.Expr:
                 day_start(partition.dt.offset_by("1d"), timezone),
             )
             ok = partition.is_null() | ((col >= start) & (col < end))
+        case Kind.DIFFERS_FROM:
+            ok = col != pl.col(rule.columns[1])
         case Kind.LOAN_ID_IFF_APPROVED:
             ok = (pl.col("decision") == "approved") == pl.col("loan_id").is_not_null()
         case _:

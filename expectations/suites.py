@@ -13,8 +13,8 @@ Rule kind -> expectation:
 - ``unique`` -> ``expect_column_values_to_be_unique`` (one column) or
   ``expect_compound_columns_to_be_unique`` (several)
 - ``reference``, ``before_as_of``, ``partition_date``, ``loan_id_iff_approved`` need other tables
-  or the run's as-of date: the Polars side supplies the boolean column ``_rule_<name>`` and the
-  suite expects it to be True.
+  or the run's as-of date, and ``differs_from`` compares two columns of a row: the Polars side
+  supplies the boolean column ``_rule_<name>`` and the suite expects it to be True.
 
 Every rule's expectation carries ``meta.rule`` (the rule name a set-aside row carries);
 expectations that are not contract rules carry ``meta.check`` instead.

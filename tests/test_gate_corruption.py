@@ -118,6 +118,34 @@ def test_row_faults_are_set_aside_with_their_rule(
     assert aside["_file"].str.contains(table).all()
 
 
+@pytest.mark.parametrize(
+    "table,column,reason",
+    [
+        ("social", "peer_id", "peer_id_differs_from_user_id"),
+        ("transactions", "counterparty_id", "counterparty_id_differs_from_user_id"),
+    ],
+)
+def test_a_user_named_as_their_own_peer_is_set_aside(
+    raw: Path, tmp_path: Path, table: str, column: str, reason: str
+) -> None:
+    # The contract's peer and counterparty are another user: a self-loop would count the
+    # applicant among their own friends (and their own default among the friends').
+    broken = 4
+    rewrite(
+        raw,
+        table,
+        lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) < broken)
+            .then(pl.col("user_id"))
+            .otherwise(pl.col(column))
+            .alias(column)
+        ),
+    )
+    report = gate(raw, tmp_path)
+    assert report.tables[table].reasons == {reason: broken}
+    assert set(quarantined(report, table)[REASON]) == {reason}
+
+
 def test_rows_after_the_as_of_date_are_set_aside_and_payments_read_unpaid(
     raw: Path, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ CONTRACT_VERSION = 1
 # no single amount in a consumer lender's logs comes near 1e12 CNY, so one above it is an
 # export fault (a unit or sentinel value), and the features' exact sums and spreads, 128-bit
 # integers of millionths and of hundredths, can only hold amounts up to a bound (at 1e12
-# CNY a square of hundredths is 1e28, so a sum of them holds over a billion rows). Such rows
+# CNY a square of hundredths is 1e28, so a sum of them holds over 1e10 rows). Such rows
 # are set aside like any other rule's, rather than crash the build or wrap around.
 MAX_AMOUNT = 1e12
 UTC_TIMESTAMP = pl.Datetime("us", "UTC")

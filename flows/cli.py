@@ -318,7 +318,8 @@ def score(
         if not raw.is_dir():
             raise FileNotFoundError(f"raw root {raw} does not exist")
         loaded = load_model(model or default_model_uri(settings), settings.mlflow.tracking_uri)
-        scored = score_applications(raw, start.date(), end.date(), loaded, settings)
+        result = score_applications(raw, start.date(), end.date(), loaded, settings)
+        scored = result.scores
         write_parquet_atomic(scored, out)
     console.print(
         f"Scored {scored.height:,} applications applied {start.date()}..{end.date()} with "
@@ -327,6 +328,15 @@ def score(
     if scored.height:
         grades = scored.group_by("grade").len().sort("grade")
         console.print("by grade: " + ", ".join(f"{g} {n:,}" for g, n in grades.iter_rows()))
+    if result.unscored:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in result.unscored.items())
+        n = sum(result.unscored.values())
+        console.print(
+            f"[yellow]not scored:[/] {n:,} application{'' if n == 1 else 's'} of the range "
+            f"broke the contract and {'was' if n == 1 else 'were'} set aside ({reasons}): "
+            f"{result.quarantine}/applications.parquet",
+            highlight=False,
+        )
 
 
 @app.command()

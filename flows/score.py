@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from data.asof import day_start_utc
-from data.validation import scan_validated
+from data.asof import day_start_utc, local_date
+from data.validation import REASON, scan_validated
 from expectations.gate import DataGateStop, run_data_gate
 from features.build import feature_table
 from flows.settings import Settings
@@ -68,12 +68,22 @@ def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     return LoadedModel(model=model, uri=uri, version=version)
 
 
+@dataclass
+class Scored:
+    """The scored applications, and those of the range the data gate set aside unscored."""
+
+    scores: pl.DataFrame
+    unscored: dict[str, int]  # reason: applications of the range set aside for it
+    quarantine: Path | None
+
+
 def score_applications(
     raw: Path, start: date, end: date, loaded: LoadedModel, settings: Settings
-) -> pl.DataFrame:
+) -> Scored:
     """Every application applied from `start` to `end` (local days, inclusive), scored:
     ``application_id``, ``user_id``, ``applied_at``, ``pd``, ``score``, ``grade``,
-    ``credit_limit``, ``price_tier``, ``reason_codes``, ``reasons``, ``model_version``."""
+    ``credit_limit``, ``price_tier``, ``reason_codes``, ``reasons``, ``model_version``; and
+    the range's applications that broke the contract, counted by reason."""
     tz = settings.contract.timezone
     as_of = end + timedelta(days=1)
     gate_out = settings.run_dir(f"score-{start}-{end}") / "gate"
@@ -85,6 +95,22 @@ def score_applications(
     _, features = feature_table(tables, settings.features, tz, settings.labels, since=since)
     loaded.model.check_inputs(features.columns)
     decided = loaded.model.decide(features)
-    return pl.concat([features.select(SCORE_KEYS), decided], how="horizontal").with_columns(
+    scores = pl.concat([features.select(SCORE_KEYS), decided], how="horizontal").with_columns(
         model_version=pl.lit(loaded.version)
     )
+    quarantine = outcome.report.quarantine
+    return Scored(scores, set_aside_applications(quarantine, start, end, tz), quarantine)
+
+
+def set_aside_applications(
+    quarantine: Path | None, start: date, end: date, timezone: str
+) -> dict[str, int]:
+    """Applications applied from `start` to `end` that the gate set aside, by reason (those
+    with no usable application time are counted too: they may belong to the range)."""
+    path = quarantine / "applications.parquet" if quarantine is not None else None
+    if path is None or not path.exists():
+        return {}
+    day = local_date("applied_at", timezone)
+    in_range = pl.col("applied_at").is_null() | day.is_between(start, end)
+    counts = pl.scan_parquet(path).filter(in_range).group_by(REASON).len().sort(REASON).collect()
+    return {str(reason): n for reason, n in counts.iter_rows()}

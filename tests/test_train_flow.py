@@ -164,6 +164,25 @@ def check_backtest_scoring(
     assert got["grade"].to_list() == expected["grade"].to_list()
     assert got["reasons"].to_list() == expected["reasons"].to_list()
 
+    # An application of the range that breaks the contract is not scored, and the run says so.
+    broken = tmp_path / "broken"
+    shutil.copytree(raw, broken)
+    june = sorted((broken / "applications").glob("dt=2025-06-1*/*.parquet"))[0]
+    first = pl.int_range(pl.len()) == 0
+    pl.read_parquet(june).with_columns(
+        channel=pl.when(first).then(pl.lit("carrier_pigeon")).otherwise("channel")
+    ).write_parquet(june)
+    result = run_pdflow(
+        ["score", "--raw", str(broken), "--from", "2025-06-01", "--to", "2025-06-30"]
+        + ["--out", str(out), "--model", "models:/pdflow-pd/1"],
+        tmp_path / "ws",
+        tracking,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not scored: 1 application of the range" in result.stdout
+    assert "(channel_in_set 1)" in result.stdout
+    assert pl.read_parquet(out).height == expected_ids.height - 1
+
     # With a champion, scoring needs no --model, and the next tuning starts from its parameters.
     client = MlflowClient(tracking_uri=tracking)
     client.set_registered_model_alias("pdflow-pd", "champion", "1")

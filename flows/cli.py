@@ -242,6 +242,7 @@ def features(
         if not outcome.ok:
             print_gate(outcome)
             raise DataGateStop(outcome.stops, gate_out / "report.json")
+        print_set_aside(outcome)
         tables = scan_validated(outcome.report, tz)
         source = str(raw.resolve())
         if incremental:
@@ -261,6 +262,23 @@ def features(
         f"Wrote {table.height:,} applications x {len(defs)} features as of {day} "
         f"to {out} ({len(part_files(out))} monthly files)"
     )
+
+
+def print_set_aside(outcome: Any) -> None:
+    """One line per table the gate set rows aside from, and the gate's warnings: a run that
+    goes on still says what it left out."""
+    for name, count in outcome.report.tables.items():
+        if count.rows_set_aside:
+            reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(count.reasons.items()))
+            console.print(
+                f"[yellow]set aside:[/] {name} {count.rows_set_aside:,} of {count.rows_read:,} "
+                f"rows ({reasons})",
+                highlight=False,
+            )
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if any(count.rows_set_aside for count in outcome.report.tables.values()):
+        console.print(f"quarantined rows: {outcome.report.quarantine}")
 
 
 def print_gate(outcome: Any) -> None:

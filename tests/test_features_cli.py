@@ -23,17 +23,29 @@ runner = CliRunner()
 def build(
     small_raw: Path, tmp_path: Path, out: Path, *extra: str, as_of: date = AS_OF
 ) -> pl.DataFrame:
+    return build_with_output(small_raw, tmp_path, out, *extra, as_of=as_of)[0]
+
+
+def build_with_output(
+    small_raw: Path, tmp_path: Path, out: Path, *extra: str, as_of: date = AS_OF
+) -> tuple[pl.DataFrame, str]:
     args = ["--workspace", str(tmp_path / "ws"), "features", "--raw", str(small_raw), *extra]
     result = runner.invoke(app, [*args, "--as-of", as_of.isoformat(), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    return scan_feature_store(out).collect().sort("application_id")
+    return scan_feature_store(out).collect().sort("application_id"), result.output
 
 
 def test_one_row_per_application_before_the_as_of_day(small_raw: Path, tmp_path: Path) -> None:
-    table = build(small_raw, tmp_path, tmp_path / "features")
+    table, output = build_with_output(small_raw, tmp_path, tmp_path / "features")
     applications = scan_table(small_raw, "applications")
     before = applications.filter(pl.col("applied_at") < day_start_utc(AS_OF, TZ)).collect()
-    assert before.height < applications.collect().height  # the as-of day really cuts
+    later = applications.collect().height - before.height
+    assert later > 0  # the as-of day really cuts, and the run says what it left out
+    total = applications.collect().height
+    assert (
+        f"set aside: applications {later:,} of {total:,} rows (applied_at_before_as_of {later:,})"
+        in output
+    )
     assert table["application_id"].to_list() == sorted(before["application_id"].to_list())
     assert (
         table.join(before, on="application_id")

@@ -156,9 +156,9 @@ def _repayments_as_of(
     return kept, aside
 
 
-def latest_record_date(tables: dict[str, pl.LazyFrame], timezone: str) -> date | None:
-    """Local date of the latest record of any table, or None when every table is empty."""
-    latest: list[date] = []
+def latest_record_dates(tables: dict[str, pl.LazyFrame], timezone: str) -> dict[str, date]:
+    """Local date of each table's latest record (tables without rows or time left out)."""
+    latest: dict[str, date] = {}
     for name, frame in tables.items():
         table = TABLES[name]
         column = "paid_at" if name == "repayments" else time_column(table)
@@ -169,8 +169,13 @@ def latest_record_date(tables: dict[str, pl.LazyFrame], timezone: str) -> date |
             last = local_date(last, timezone)
         value = frame.select(last).collect().item()
         if value is not None:
-            latest.append(value)
-    return max(latest) if latest else None
+            latest[name] = value
+    return latest
+
+
+def latest_record_date(tables: dict[str, pl.LazyFrame], timezone: str) -> date | None:
+    """Local date of the latest record of any table, or None when every table is empty."""
+    return max(latest_record_dates(tables, timezone).values(), default=None)
 
 
 def default_as_of(tables: dict[str, pl.LazyFrame], timezone: str) -> date:

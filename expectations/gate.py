@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from data.asof import latest_record_dates
 from data.config import ValidationSettings
 from data.rules import RULES, Kind
 from data.storage import write_text_atomic
@@ -107,6 +108,13 @@ def check_agreement(result: SuiteResult, sample: pl.DataFrame, table: str) -> No
         raise EnginesDisagree(f"table {table}: " + "; ".join(problems))
 
 
+def latest_records(report: GateReport, timezone: str) -> str:
+    """Each table's latest kept record, newest first: the as-of date's likely source."""
+    latest = latest_record_dates(scan_validated(report, timezone), timezone)
+    newest = sorted(latest.items(), key=lambda item: item[1], reverse=True)
+    return "Latest record per table: " + ", ".join(f"{name} {day}" for name, day in newest)
+
+
 def run_data_gate(
     raw: Path,
     out: Path,
@@ -115,7 +123,7 @@ def run_data_gate(
     as_of: date | None = None,
 ) -> DataGateOutcome:
     """Run the whole gate on a raw root; write its report and GX results under `out`."""
-    from expectations.stats import history_start, statistical_checks
+    from expectations.stats import FRESHNESS, history_start, statistical_checks
 
     report = run_gate(raw, out, settings, timezone, as_of)
     outcome = DataGateOutcome(
@@ -138,6 +146,8 @@ def run_data_gate(
             message = (
                 "; ".join(o.message for o in check.results if not o.success) or check.suite_name
             )
+            if check.suite_name == FRESHNESS:
+                message += ". " + latest_records(report, timezone)
             (outcome.stops if check.action == "stop" else outcome.warnings).append(message)
     write_text_atomic(json.dumps(outcome.as_dict(), indent=2, sort_keys=True), out / "report.json")
     return outcome

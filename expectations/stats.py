@@ -47,6 +47,7 @@ AMOUNT_COLUMNS: dict[str, tuple[str, ...]] = {
     "applications": ("amount_requested",),
 }
 MIN_HISTORY_DAYS = 7
+FRESHNESS = "stats.freshness"
 DAY = "_day"
 RECENT = "_recent"
 
@@ -95,7 +96,7 @@ def _freshness_check(
     settings: StatsSettings,
 ) -> SuiteResult:
     """At least one of the tables has a row in the checks' whole window, if any has rows."""
-    name = "stats.freshness"
+    name = FRESHNESS
     action = settings.freshness_action
     frame = pl.DataFrame(
         {

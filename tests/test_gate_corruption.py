@@ -372,3 +372,4 @@ def test_a_record_dated_far_ahead_moves_the_default_as_of_and_stops_the_gate(
     assert not outcome.ok
     (stop,) = outcome.stops
     assert "the as-of date is wrong" in stop and "2100-01-02" in stop
+    assert "Latest record per table: users 2100-01-01, " in stop  # the culprit comes first

@@ -297,6 +297,15 @@ def without_rows(frame: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
     return frame.with_row_index(ROW).filter(~pl.col(ROW).is_in(rows.implode())).drop(ROW)
 
 
+def set_aside_reasons(report: GateReport, table: str, where: pl.Expr) -> dict[str, int]:
+    """The table's set-aside rows that match `where`, counted by reason (from the quarantine)."""
+    path = report.quarantine / f"{table}.parquet" if report.quarantine is not None else None
+    if path is None or not path.exists():
+        return {}
+    counts = pl.scan_parquet(path).filter(where).group_by(REASON).len().sort(REASON).collect()
+    return {str(reason): n for reason, n in counts.iter_rows()}
+
+
 def quarantine_columns(table: Table) -> list[str]:
     """A set-aside row: its position in the table's scan, its values, its source and reason."""
     return [ROW, *table.read_names, SOURCE_FILE, SOURCE_PARTITION, REASON]

@@ -264,19 +264,27 @@ def features(
     )
 
 
+def reasons_text(reasons: dict[str, int]) -> str:
+    """``reason n, ...``, the most frequent first."""
+    return ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
+
+
+def print_warnings(outcome: Any) -> None:
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
 def print_set_aside(outcome: Any) -> None:
     """One line per table the gate set rows aside from, and the gate's warnings: a run that
     goes on still says what it left out."""
     for name, count in outcome.report.tables.items():
         if count.rows_set_aside:
-            reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(count.reasons.items()))
             console.print(
                 f"[yellow]set aside:[/] {name} {count.rows_set_aside:,} of {count.rows_read:,} "
-                f"rows ({reasons})",
+                f"rows ({reasons_text(count.reasons)})",
                 highlight=False,
             )
-    for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    print_warnings(outcome)
     if any(count.rows_set_aside for count in outcome.report.tables.values()):
         console.print(f"quarantined rows: {outcome.report.quarantine}")
 
@@ -286,19 +294,15 @@ def print_gate(outcome: Any) -> None:
         "table", "read", "kept", "set aside", "reasons", title=f"Data gate as of {outcome.as_of}"
     )
     for name, count in outcome.report.tables.items():
-        reasons = ", ".join(
-            f"{r} {n:,}" for r, n in sorted(count.reasons.items(), key=lambda x: -x[1])
-        )
         table.add_row(
             name,
             f"{count.rows_read:,}",
             f"{count.rows_kept:,}",
             f"{count.rows_set_aside:,}",
-            reasons,
+            reasons_text(count.reasons),
         )
     console.print(table)
-    for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    print_warnings(outcome)
     console.print(f"quarantined rows: {outcome.report.quarantine}")
     console.print("data can be used" if outcome.ok else "[bold red]data gate stopped[/]")
 
@@ -347,11 +351,11 @@ def score(
         grades = scored.group_by("grade").len().sort("grade")
         console.print("by grade: " + ", ".join(f"{g} {n:,}" for g, n in grades.iter_rows()))
     if result.unscored:
-        reasons = ", ".join(f"{r} {n:,}" for r, n in result.unscored.items())
         n = sum(result.unscored.values())
         console.print(
             f"[yellow]not scored:[/] {n:,} application{'' if n == 1 else 's'} of the range "
-            f"broke the contract and {'was' if n == 1 else 'were'} set aside ({reasons}): "
+            f"broke the contract and {'was' if n == 1 else 'were'} set aside "
+            f"({reasons_text(result.unscored)}): "
             f"{result.quarantine}/applications.parquet",
             highlight=False,
         )

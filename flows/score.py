@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from data.asof import day_start_utc, local_date
-from data.validation import REASON, scan_validated
+from data.validation import scan_validated, set_aside_reasons
 from expectations.gate import DataGateStop, run_data_gate
 from features.build import feature_table
 from flows.settings import Settings
@@ -98,19 +98,7 @@ def score_applications(
     scores = pl.concat([features.select(SCORE_KEYS), decided], how="horizontal").with_columns(
         model_version=pl.lit(loaded.version)
     )
-    quarantine = outcome.report.quarantine
-    return Scored(scores, set_aside_applications(quarantine, start, end, tz), quarantine)
-
-
-def set_aside_applications(
-    quarantine: Path | None, start: date, end: date, timezone: str
-) -> dict[str, int]:
-    """Applications applied from `start` to `end` that the gate set aside, by reason (those
-    with no usable application time are counted too: they may belong to the range)."""
-    path = quarantine / "applications.parquet" if quarantine is not None else None
-    if path is None or not path.exists():
-        return {}
-    day = local_date("applied_at", timezone)
-    in_range = pl.col("applied_at").is_null() | day.is_between(start, end)
-    counts = pl.scan_parquet(path).filter(in_range).group_by(REASON).len().sort(REASON).collect()
-    return {str(reason): n for reason, n in counts.iter_rows()}
+    # An application with no usable time may belong to the range: it is counted too.
+    in_range = pl.col("applied_at").is_null() | local_date("applied_at", tz).is_between(start, end)
+    unscored = set_aside_reasons(outcome.report, "applications", in_range)
+    return Scored(scores, unscored, outcome.report.quarantine)

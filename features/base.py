@@ -11,6 +11,7 @@ import functools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 import polars as pl
@@ -274,6 +275,17 @@ def events_before_cutoff(
     return joined.filter(before)
 
 
+def event_span(spine: pl.LazyFrame, horizon_days: int) -> tuple[datetime, datetime] | None:
+    """The instants that rows of :func:`events_before_cutoff` over `horizon_days` can hold:
+    from the earliest cut-off less the horizon to the latest cut-off (None without
+    applications). Reads the spine's cut-offs."""
+    cutoff = pl.col("cutoff")
+    first, last = spine.select(cutoff.min().alias("first"), cutoff.max()).collect().row(0)
+    if first is None:
+        return None
+    return first - timedelta(days=horizon_days), last
+
+
 def with_application_key(spine: pl.LazyFrame) -> pl.LazyFrame:
     """The spine with its integer key column (the row number), if it has none yet. Every use
     of the key must read the same spine rows in the same order: a materialised spine, or a
@@ -323,10 +335,6 @@ def per_application(
     if derived:
         frame = frame.with_columns(d.expr.alias(d.name) for d in derived)
     return frame.drop(APPLICATION, "prev_loan_at")
-
-
-def local_hour(column: str, timezone: str) -> pl.Expr:
-    return pl.col(column).dt.convert_time_zone(timezone).dt.hour()
 
 
 def days_between(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:

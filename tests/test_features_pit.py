@@ -9,7 +9,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from data.asof import build_view, day_start_utc, default_as_of, local_date, local_day_start
+from data.asof import (
+    build_view,
+    day_start_utc,
+    default_as_of,
+    local_clock,
+    local_date,
+    local_day_start,
+    utc_offset_steps,
+    wall_clock,
+)
 from data.config import LabelSettings
 from data.readers import scan_raw
 from features.base import FeatureSettings
@@ -172,3 +181,46 @@ def test_a_day_without_midnight_starts_at_the_jump() -> None:
     frame = pl.DataFrame({"ts": [jump, jump + timedelta(hours=12)]})
     cutoffs = frame.select(local_day_start("ts", "America/Santiago"))["ts"].to_list()
     assert cutoffs == [jump, jump]
+
+
+@pytest.mark.parametrize(
+    ("timezone", "changes"),
+    [
+        ("Asia/Shanghai", 12),  # daylight-saving time 1986-1991 only
+        ("Europe/Berlin", 92),
+        ("Australia/Lord_Howe", 90),  # half-hour daylight-saving shifts
+        ("America/Santiago", 113),  # changes at midnight
+        ("Africa/Monrovia", 1),  # 1972: -0:44:30 to UTC, a change at 00:44:30 UTC
+        ("Pacific/Apia", 23),  # skipped 2011-12-30 altogether
+    ],
+)
+def test_local_clock_over_a_span_is_the_time_zone_lookup(timezone: str, changes: int) -> None:
+    # The step-function clock must agree with Polars' own lookup to the microsecond, at random
+    # instants and around every change of offset (a microsecond and a second either side).
+    start, end = datetime(1965, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
+    steps = utc_offset_steps(timezone, start, end)
+    assert len(steps) == changes + 1
+    span_us = int((end - start).total_seconds() * 1e6)
+    random_offsets = [(i * 7_919_000_003_911) % span_us for i in range(20_000)]
+    instants = [start + timedelta(microseconds=us) for us in random_offsets]
+    for at, _ in steps[1:]:
+        instants += [at + timedelta(microseconds=us) for us in (-1_000_000, -1, 0, 1, 999_999)]
+    instants.append(end)
+    frame = pl.DataFrame({"ts": instants}).select(
+        fast=local_clock("ts", timezone, (start, end)), exact=wall_clock(pl.col("ts"), timezone)
+    )
+    assert (frame["fast"] == frame["exact"]).all()
+    assert local_clock("ts", timezone).meta.eq(wall_clock(pl.col("ts"), timezone))
+
+
+def test_local_clock_steps_only_inside_the_span() -> None:
+    # Berlin in 2024: summer time from 31 March 01:00 UTC to 27 October 01:00 UTC.
+    start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 12, 31, tzinfo=UTC)
+    steps = utc_offset_steps("Europe/Berlin", start, end)
+    assert steps == [
+        (start, timedelta(hours=1)),
+        (datetime(2024, 3, 31, 1, tzinfo=UTC), timedelta(hours=2)),
+        (datetime(2024, 10, 27, 1, tzinfo=UTC), timedelta(hours=1)),
+    ]
+    summer = utc_offset_steps("Europe/Berlin", datetime(2024, 6, 1, tzinfo=UTC), end)
+    assert len(summer) == 2 and summer[0][1] == timedelta(hours=2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from data.asof import local_clock
 from features.base import (
     APPLICATION,
     BUCKET,
@@ -28,9 +29,9 @@ from features.base import (
     bucket_totals,
     by_bucket,
     days_between,
+    event_span,
     events_before_cutoff,
     expand,
-    local_hour,
     newest_in_windows,
     ratio,
     recency,
@@ -61,11 +62,12 @@ def count_state(event: str) -> str:
     return f"n_{event}"
 
 
-def partial_states(settings: FeatureSettings, timezone: str) -> list[pl.Expr]:
-    """Reducible aggregates of one (application, bucket) group."""
+def partial_states(settings: FeatureSettings, local: pl.Expr) -> list[pl.Expr]:
+    """Reducible aggregates of one (application, bucket) group (`local`: the rows' local
+    wall-clock time)."""
     return [
         pl.len().alias("n"),
-        (local_hour("ts", timezone) < settings.night_end_hour).sum().alias("night"),
+        (local.dt.hour() < settings.night_end_hour).sum().alias("night"),
         *(is_event(event).sum().alias(count_state(event)) for event, _ in COUNTED.values()),
         pl.when(is_event("login")).then(pl.col("ts")).max().alias(LAST_LOGIN),
     ]
@@ -230,7 +232,8 @@ def build(
     rows = events_before_cutoff(keyed, app_events, horizon).with_columns(
         window_bucket(windows).alias(BUCKET)
     )
-    partial = by_bucket(rows, windows, partial_states(settings, timezone))
+    local = local_clock("ts", timezone, event_span(keyed, horizon))
+    partial = by_bucket(rows, windows, partial_states(settings, local))
     earlier = earlier_first_use(keyed, app_events, horizon)
     partial, devices, sessions, earlier = pl.collect_all(
         [partial, device_buckets(rows), session_counts(rows, windows), earlier],

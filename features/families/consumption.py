@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from data.asof import local_date
+from data.asof import local_clock, local_date
 from data.contract import MERCHANT_CATEGORIES
 from features.base import (
     APPLICATION,
@@ -45,6 +45,7 @@ from features.base import (
     day_bits,
     days_between,
     entropy_of_counts,
+    event_span,
     events_before_cutoff,
     expand,
     fixed_point,
@@ -326,8 +327,8 @@ def joined_purchases(
     events = tables["consumption"].select(EVENT_COLUMNS)
     keys = (APPLICATION, "user_id", "cutoff", "prev_loan_at", "cutoff_day")
     rows = events_before_cutoff(spine, events, max(windows), keys=keys)
-    # The local time once per row: every calendar state reads it.
-    local = pl.col("ts").dt.convert_time_zone(timezone).alias(LOCAL)
+    # The local wall-clock time once per row: every calendar state reads it.
+    local = local_clock("ts", timezone, event_span(spine, max(windows))).alias(LOCAL)
     return rows.with_columns(local, window_bucket(windows).alias(BUCKET))
 
 

@@ -12,7 +12,7 @@ from bench import bench_features, consumption_pandas, consumption_sql
 
 from data.asof import day_start_utc, default_as_of
 from data.readers import scan_raw
-from features.base import FeatureSettings
+from features.base import APPLICATION, FeatureSettings, with_application_key
 from features.families import consumption
 
 TZ = bench_features.TZ
@@ -104,3 +104,23 @@ def test_floor_scans_what_the_reader_reads(small_raw: Path, as_of: date, spine: 
         _, reader_note = through_reader(small_raw, as_of, spine, 1.0)()
         assert floor_note == reader_note
         assert not floor_note.startswith("0 columns")
+
+
+def test_join_stage_cuts_rows_as_the_family_does(
+    small_raw: Path, as_of: date, spine: Path, polars_features: pl.DataFrame
+) -> None:
+    """The join stages count, per application, exactly the rows the family counts over its
+    longest window: the lower bound does the build's point-in-time cut, no more, no less."""
+    keyed = with_application_key(pl.read_parquet(spine).lazy())
+    purchases = bench_features.consumption_view(small_raw, as_of)["consumption"]
+    counts = bench_features.point_in_time_count(purchases, keyed).collect(engine="streaming")
+    counted = keyed.join(counts.lazy(), on=APPLICATION).select("application_id", "rows").collect()
+    horizon = max(SETTINGS.windows_days)
+    expected = polars_features.filter(pl.col(f"consumption_count_{horizon}d") > 0).select(
+        "application_id", rows=pl.col(f"consumption_count_{horizon}d").cast(pl.UInt32)
+    )
+    assert expected.height > 1_000
+    assert counted.sort("application_id").equals(expected.sort("application_id"))
+    _, note = bench_features.join_all(small_raw, as_of, spine, 1.0)()
+    assert note.endswith(f"pairs of {len(bench_features.JOINED)} tables")
+    assert int(note.split()[0].replace(",", "")) > counts["rows"].sum()

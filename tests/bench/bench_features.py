@@ -14,6 +14,10 @@ own process (so peak RSS is its own), one after the other:
 - ``reader-consumption``: the same scan through the pipeline's reader and as-of view (every
   footer checked against the contract, columns cast to it, rows at or after the as-of date
   cut): the floor plus what reading contract data costs before any feature;
+- ``join-consumption``: the point-in-time join alone, through the reader: each application
+  joined to its user's purchases, cut at its cut-off and its longest window
+  (``features.base.events_before_cutoff``, as the family does), one count per application
+  and nothing else. What no point-in-time feature of this table can do without;
 - ``polars-consumption``: ``features.families.consumption.build``, collected by the streaming
   engine as the pipeline does (``polars-consumption-in-memory``: the in-memory engine);
 - ``duckdb-consumption``: the same features as DuckDB SQL (``consumption_sql.py``);
@@ -24,6 +28,8 @@ own process (so peak RSS is its own), one after the other:
   columns, and their spine; both engines read those same files from start to end;
 - ``floor-all``: the floor for the whole build: a bare scan of every column it reads, as above;
 - ``reader-all``: the same through the pipeline's reader and as-of view;
+- ``join-all``: the point-in-time join alone for every event table the build joins
+  (``JOINED``), on the spine the whole build uses, one count per application and table;
 - ``polars-all``: the whole feature table (``features.build.feature_table``).
 
 A stage's seconds run from the raw files to the result in memory: for the Polars and reader
@@ -57,6 +63,7 @@ DUCKDB_MEMORY_SHARE = 0.5
 CONSUMPTION = (
     "floor-consumption",
     "reader-consumption",
+    "join-consumption",
     "polars-consumption",
     "polars-consumption-in-memory",
     "duckdb-consumption",
@@ -65,7 +72,9 @@ CONSUMPTION = (
 )
 SAMPLED = ("polars-consumption-sample", "pandas-consumption")
 SPINE_FILE = "spine.parquet"
-ALL = ("floor-all", "reader-all", "polars-all")
+ALL = ("floor-all", "reader-all", "join-all", "polars-all")
+# The event tables the families join to the applications on user_id and cut at the cut-off.
+JOINED = ("consumption", "transactions", "bureau_inquiries", "social", "app_events")
 STAGES = (*CONSUMPTION, *ALL)
 Measured = tuple[int | None, str]  # applications out (none for a floor), a note for the row
 Work = Callable[[], Measured]
@@ -204,6 +213,53 @@ def reader_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Wo
     return lambda: floor(consumption_view(raw, as_of), used)
 
 
+def point_in_time_count(events: pl.LazyFrame, spine: pl.LazyFrame) -> pl.LazyFrame:
+    """Each application's rows of `events` in its longest window before its cut-off, counted:
+    the join and cut every event family starts from, and nothing else."""
+    from features.base import APPLICATION, FeatureSettings, events_before_cutoff
+
+    horizon = max(FeatureSettings().windows_days)
+    rows = events_before_cutoff(spine, events.select("user_id", "ts"), horizon)
+    return rows.group_by(APPLICATION).agg(pl.len().alias("rows"))
+
+
+def counted(frames: list[pl.LazyFrame]) -> int:
+    """Rows counted over the `point_in_time_count` frames, collected as the pipeline does."""
+    done = pl.collect_all(frames, engine="streaming")
+    return sum(int(frame["rows"].sum()) for frame in done)
+
+
+def join_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
+    from features.base import with_application_key
+
+    def work() -> Measured:
+        purchases = consumption_view(raw, as_of)["consumption"]
+        keyed = with_application_key(pl.read_parquet(spine).lazy())
+        rows = counted([point_in_time_count(purchases, keyed)])
+        return None, f"{rows:,} (application, purchase) pairs in the longest window"
+
+    return work
+
+
+def join_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
+    from datetime import timedelta
+
+    from features.base import FeatureSettings, with_application_key
+    from features.build import SHARED_TABLES, application_spine, within_horizon
+
+    def work() -> Measured:
+        view = whole_view(raw, as_of)
+        tables = {**view, **{name: view[name].collect().lazy() for name in SHARED_TABLES}}
+        keyed = with_application_key(application_spine(tables["applications"], TZ)).collect()
+        since = keyed["cutoff"].min() - timedelta(days=max(FeatureSettings().windows_days))
+        tables = within_horizon(tables, since)
+        frames = [point_in_time_count(tables[name], keyed.lazy()) for name in JOINED]
+        rows = counted(frames)
+        return None, f"{rows:,} (application, event) pairs of {len(JOINED)} tables"
+
+    return work
+
+
 def polars_consumption(engine: str) -> Callable[[Path, date, Path, float], Work]:
     """The Polars family, collected by `engine`."""
 
@@ -279,6 +335,7 @@ def polars_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
 PREPARE: dict[str, Callable[[Path, date, Path, float], Work]] = {
     "floor-consumption": floor_consumption,
     "reader-consumption": reader_consumption,
+    "join-consumption": join_consumption,
     "polars-consumption": polars_consumption("streaming"),
     "polars-consumption-in-memory": polars_consumption("in-memory"),
     "polars-consumption-sample": polars_consumption("streaming"),
@@ -286,6 +343,7 @@ PREPARE: dict[str, Callable[[Path, date, Path, float], Work]] = {
     "pandas-consumption": pandas_consumption,
     "floor-all": floor_all,
     "reader-all": reader_all,
+    "join-all": join_all,
     "polars-all": polars_all,
 }
 

@@ -224,7 +224,7 @@ def point_in_time_count(events: pl.LazyFrame, spine: pl.LazyFrame) -> pl.LazyFra
 
 
 def counted(frames: list[pl.LazyFrame]) -> int:
-    """Rows counted over the `point_in_time_count` frames, collected as the pipeline does."""
+    """Rows counted over the `point_in_time_count` frames (streaming engine, as the families)."""
     done = pl.collect_all(frames, engine="streaming")
     return sum(int(frame["rows"].sum()) for frame in done)
 

@@ -145,18 +145,7 @@ def feature_table(
     different order on every run, so the families take sums, means and spreads over
     fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
-    tables = {**tables, **{name: tables[name].collect().lazy() for name in SHARED_TABLES}}
-    spine = application_spine(tables["applications"], timezone)
-    if known is not None:
-        spine = spine.join(known.lazy(), on="application_id", how="anti")
-    if since is not None:
-        spine = spine.filter(pl.col("cutoff") >= since)
-    spine_rows = spine.collect()
-    if spine_rows.is_empty():  # nothing to compute: read no events at all
-        tables = {name: frame.clear() for name, frame in tables.items()}
-    else:
-        since = spine_rows["cutoff"].min() - timedelta(days=max(settings.windows_days))
-        tables = within_horizon(tables, since)
+    spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since)
     defs, frames = family_frames(tables, spine_rows.lazy(), settings, timezone, labels)
     # Without common-subplan elimination: a family that aggregates its joined rows in several
     # ways would otherwise hold them all in memory (8.7 against 5.2 GiB for app behaviour at
@@ -165,6 +154,29 @@ def feature_table(
     collected = [frame.collect(engine="streaming", optimizations=no_cache) for frame in frames]
     defs, table = assemble(spine_rows, defs, collected, settings)
     return defs, table.sort("application_id")
+
+
+def spine_and_inputs(
+    tables: dict[str, pl.LazyFrame],
+    settings: FeatureSettings,
+    timezone: str,
+    known: pl.DataFrame | None = None,
+    since: datetime | None = None,
+) -> tuple[pl.DataFrame, dict[str, pl.LazyFrame]]:
+    """The spine of the applications to compute (less `known`, cut-offs from `since`) and the
+    tables as the families read them: SHARED_TABLES in memory, the windowed tables cut to
+    the spine's longest window (:func:`within_horizon`), no rows at all without applications."""
+    tables = {**tables, **{name: tables[name].collect().lazy() for name in SHARED_TABLES}}
+    spine = application_spine(tables["applications"], timezone)
+    if known is not None:
+        spine = spine.join(known.lazy(), on="application_id", how="anti")
+    if since is not None:
+        spine = spine.filter(pl.col("cutoff") >= since)
+    spine_rows = spine.collect()
+    if spine_rows.is_empty():  # nothing to compute: read no events at all
+        return spine_rows, {name: frame.clear() for name, frame in tables.items()}
+    first = spine_rows["cutoff"].min() - timedelta(days=max(settings.windows_days))
+    return spine_rows, within_horizon(tables, first)
 
 
 def within_horizon(tables: dict[str, pl.LazyFrame], since: datetime) -> dict[str, pl.LazyFrame]:

@@ -242,19 +242,13 @@ def join_consumption(raw: Path, as_of: date, spine: Path, sample: float) -> Work
 
 
 def join_all(raw: Path, as_of: date, spine: Path, sample: float) -> Work:
-    from datetime import timedelta
-
     from features.base import FeatureSettings, with_application_key
-    from features.build import SHARED_TABLES, application_spine, within_horizon
+    from features.build import spine_and_inputs
 
     def work() -> Measured:
-        view = whole_view(raw, as_of)
-        tables = {**view, **{name: view[name].collect().lazy() for name in SHARED_TABLES}}
-        keyed = with_application_key(application_spine(tables["applications"], TZ)).collect()
-        since = keyed["cutoff"].min() - timedelta(days=max(FeatureSettings().windows_days))
-        tables = within_horizon(tables, since)
-        frames = [point_in_time_count(tables[name], keyed.lazy()) for name in JOINED]
-        rows = counted(frames)
+        applications, tables = spine_and_inputs(whole_view(raw, as_of), FeatureSettings(), TZ)
+        keyed = with_application_key(applications.lazy())
+        rows = counted([point_in_time_count(tables[name], keyed) for name in JOINED])
         return None, f"{rows:,} (application, event) pairs of {len(JOINED)} tables"
 
     return work

@@ -1,4 +1,4 @@
-"""The raw-log contract, version 1 (``shared/DATA_CONTRACT.md``) as typed table schemas.
+"""The raw-log contract, version 1.1 (``shared/DATA_CONTRACT.md``) as typed table schemas.
 
 This module is the single source of truth for table names, column names, types, value sets
 and row rules. The readers, the synthetic generator and the expectation suites all derive
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = "1.1"
 # pdflow's own bound on money columns, which the contract leaves open ("float64 CNY", > 0):
 # no single amount in a consumer lender's logs comes near 1e12 CNY, so one above it is an
 # export fault (a unit or sentinel value), and the features' exact sums and spreads, 128-bit
@@ -41,7 +41,12 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """One contract table: its columns, unique key, event-time column and references."""
+    """One contract table: its columns, unique key, event-time column and references.
+
+    ``references`` are the columns whose value must name a kept row of another table (the
+    contract's "must resolve"); a row whose value does not is set aside. A peer or counterparty
+    names another person by the same id scheme, but need not be a customer: those columns are
+    not references, only ``differs_from`` the row's own user."""
 
     name: str
     columns: tuple[Column, ...]
@@ -148,7 +153,7 @@ TRANSACTIONS = Table(
     unique=("txn_id",),
     time_column="ts",
     partitioned=True,
-    references={"user_id": "users", "counterparty_id": "users"},
+    references={"user_id": "users"},
     columns=(
         Column("txn_id", pl.String()),
         Column("user_id", pl.String()),
@@ -156,7 +161,13 @@ TRANSACTIONS = Table(
         Column("direction", pl.String(), values=DIRECTIONS),
         Column("txn_type", pl.String(), values=TXN_TYPES),
         Column("amount", pl.Float64(), positive=True, max_value=MAX_AMOUNT),
-        Column("counterparty_id", pl.String(), nullable=True, differs_from="user_id"),
+        Column(
+            "counterparty_id",
+            pl.String(),
+            nullable=True,
+            differs_from="user_id",
+            description="another person's user_id, a customer or not",
+        ),
         Column("channel", pl.String(), values=TXN_CHANNELS),
     ),
 )
@@ -185,10 +196,15 @@ SOCIAL = Table(
     description="Interactions between users.",
     time_column="ts",
     partitioned=True,
-    references={"user_id": "users", "peer_id": "users"},
+    references={"user_id": "users"},
     columns=(
         Column("user_id", pl.String()),
-        Column("peer_id", pl.String(), differs_from="user_id"),
+        Column(
+            "peer_id",
+            pl.String(),
+            differs_from="user_id",
+            description="another person's user_id, a customer or not",
+        ),
         Column("ts", UTC_TIMESTAMP),
         Column("interaction", pl.String(), values=INTERACTIONS),
     ),

@@ -88,7 +88,6 @@ def test_clean_data_passes_with_nothing_set_aside(clean: Path, tmp_path: Path) -
         ("consumption", "amount", 0.0, "amount_positive"),
         ("consumption", "amount", float("nan"), "amount_positive"),
         ("consumption", "user_id", "U-nobody", "user_id_known"),
-        ("social", "peer_id", "U-nobody", "peer_id_known"),
         ("bureau_snapshots", "total_limit", -1.0, "total_limit_non_negative"),
         # Contract-valid but beyond pdflow's MAX_AMOUNT: the features could not hold them.
         ("consumption", "amount", 1e31, "amount_in_range"),
@@ -116,6 +115,30 @@ def test_row_faults_are_set_aside_with_their_rule(
     aside = quarantined(report, table)
     assert aside.height == broken and set(aside[REASON]) == {reason}
     assert aside["_file"].str.contains(table).all()
+
+
+@pytest.mark.parametrize(
+    "table,column", [("social", "peer_id"), ("transactions", "counterparty_id")]
+)
+def test_peers_and_payees_who_are_not_customers_are_kept(
+    raw: Path, tmp_path: Path, table: str, column: str
+) -> None:
+    # Contract 1.1: a friend or payee need not be a customer (nor registered yet).
+    outsiders = 5
+    rewrite(
+        raw,
+        table,
+        lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) < outsiders)
+            .then(pl.lit("U-not-a-customer"))
+            .otherwise(pl.col(column))
+            .alias(column)
+        ),
+    )
+    report = gate(raw, tmp_path)
+    assert report.tables[table].rows_set_aside == 0
+    kept = scan_validated(report, TZ)[table].filter(pl.col(column) == "U-not-a-customer")
+    assert kept.select(pl.len()).collect().item() == outsiders
 
 
 @pytest.mark.parametrize(

@@ -74,4 +74,10 @@ class ValidationSettings(BaseModel):
         0.01, ge=0, le=1, description="Above this share, timestamps are shifted: stop"
     )
     gx_sample_rows: int = Field(20_000, ge=100, description="Rows per table GX validates")
+    key_bucket_rows: int = Field(
+        4_000_000,
+        ge=1_000,
+        description="Rows per hash bucket when the gate looks for repeated keys: the memory "
+        "of that step grows with it, not with the table",
+    )
     stats: StatsSettings = Field(default_factory=StatsSettings)

@@ -1,24 +1,34 @@
 """The data gate's Polars engine: every raw row is kept or set aside with the rule it broke.
 
-For each contract table, one streaming scan feeds two outputs (``pl.collect_all``):
+For each contract table, one streaming scan (``pl.collect_all`` of two sinks) evaluates:
 
 1. every row rule on every row, in file order: nulls, unknown enumeration values,
    non-positive amounts, ranges, records on or after the as-of day, timestamps filed under
    another ``dt=`` partition, loan ids on rejected applications, repayments of loans applied
-   on or after the as-of day. The rows that break one, and a bounded sample of the others for
-   Great Expectations, are written to a staging file;
-2. 64-bit hashes of the unique keys and of the references, held in memory (8 bytes a row).
+   on or after the as-of day; and, for the rows that pass them, the references to the kept
+   rows of the parent tables (users, approved loans, applications), looked up in the parents'
+   64-bit hashes. The rows that break a rule, and a bounded sample of the others for Great
+   Expectations, are written to a staging file;
+2. the 64-bit hash of each passing row's unique key (the whole row for tables without one),
+   written with the row's position to hash-bucket files on disk (``data.repeats``).
 
-The hashes of the rows that passed the row rules then give, without a second scan, the keys
-that repeat and the referenced values that no kept parent row has (users, approved loans);
-usually there are none. Only when there are does one more pass fetch those few rows to judge
-them exactly: an exact copy of a row (a day loaded twice) is set aside and one copy kept; rows
-that share a unique id but differ are all set aside, since nothing says which one is true.
+Each bucket is then grouped on its own: the keys that occur more than once (usually none).
+Only the rows of those keys are hashed again and judged: an exact copy of a row (a file or
+day loaded twice) keeps its first copy and the others are set aside; rows that share a
+unique id but differ are all set aside, since nothing says which one is true.
 
-Each row's ``_reason`` is the first rule it broke (null when kept). Rows set aside go to
-``quarantine/<table>.parquet`` with ``_reason``, ``_file`` and ``_row`` (their position in
-the table's scan). Kept rows are never copied: :func:`scan_validated` reads the raw files
-less those positions.
+Each row's ``_reason`` is the first rule it broke: row rules, then uniqueness, then
+references. Rows set aside go to ``quarantine/<table>.parquet`` with ``_reason``, ``_file``
+and ``_row`` (their position in the table's scan). Kept rows are never copied:
+:func:`scan_validated` reads the raw files less those positions, held as one bit per row
+(``data.rowset.RowSet``).
+
+Memory: nothing the gate holds grows with the rows of a table beyond that bit per row and
+the parents' key hashes (8 bytes per user and per application). The scans stream, and the
+state that spans a table's whole history, its keys, is held a bucket at a time
+(``validation.key_bucket_rows`` rows per bucket). Every step is linear in the rows read, or
+n log n, whatever the input: duplicates, one key or timestamp shared by every row, one file
+or many.
 
 Rows read (counted from the files' footers) = rows kept (rows the scan saw, less the
 positions set aside) + rows set aside is checked for every table on every run. A table that
@@ -44,9 +54,22 @@ from data.asof import (
 from data.config import ValidationSettings
 from data.contract import TABLES, Table
 from data.readers import SOURCE_FILE, SOURCE_PARTITION, ContractError, scan_raw
+from data.repeats import (
+    KEY,
+    Repeats,
+    bucket_files,
+    bucket_sink,
+    buckets_for,
+    judge,
+    key_hash,
+    repeated_keys,
+    rows_in,
+)
+from data.rowset import RowSet
 from data.rules import ROW_KINDS, RULES, Kind, Rule
 
 REASON = "_reason"
+REFERENCE = "_reference"  # the first reference a row breaks, decided after uniqueness
 ROW = "_row"
 # Parents first: references are checked against the rows kept of the tables before them.
 ORDER = (
@@ -62,6 +85,7 @@ ORDER = (
     "_truth",
 )
 AS_OF_RULE_KINDS = (Kind.BEFORE_AS_OF, Kind.LOAN_BEFORE_AS_OF)
+REPEATED_FILES_SHOWN = 10
 
 
 def flag(rule: Rule) -> str:
@@ -79,7 +103,7 @@ class GateReport:
     warnings: list[str] = field(default_factory=list)
     quarantine: Path | None = None
     scans: dict[str, pl.LazyFrame] = field(default_factory=dict, repr=False)
-    set_aside: dict[str, pl.Series] = field(default_factory=dict, repr=False)
+    set_aside: dict[str, RowSet] = field(default_factory=dict, repr=False)
     samples: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
@@ -143,31 +167,14 @@ def reason_dtype(table: Table) -> pl.Enum:
     return pl.Enum([r.name for r in RULES[table.name]])
 
 
-def _first_broken(rules: list[Rule], dtype: pl.Enum, current: pl.Expr | None = None) -> pl.Expr:
-    candidates = [] if current is None else [current]
-    candidates += [pl.when(~pl.col(flag(r))).then(pl.lit(r.name, dtype)) for r in rules]
+def _first_broken(rules: list[Rule], dtype: pl.Enum) -> pl.Expr:
+    candidates = [pl.when(~pl.col(flag(r))).then(pl.lit(r.name, dtype)) for r in rules]
     return pl.coalesce(candidates) if candidates else pl.lit(None, dtype)
-
-
-def unique_flag(rule: Rule, table: Table, candidate: pl.Expr) -> pl.Expr:
-    """Among `candidate` rows: one copy of an exact duplicate is kept; rows that share the key
-    but differ are all set aside."""
-    key = list(rule.columns)
-    content = pl.struct(table.read_names).hash(seed=0)
-    variants = content.filter(candidate).n_unique().over(key)
-    first_copy = candidate.cum_sum().over(key) == 1
-    return (variants == 1) & first_copy
 
 
 def value_hash(column: str) -> pl.Expr:
     """64-bit hash of a key column, null where the value is null."""
     return pl.when(pl.col(column).is_not_null()).then(pl.col(column).hash(seed=0))
-
-
-def repeated(hashes: pl.Series) -> pl.Series:
-    """The values that occur more than once, found by sorting (8 bytes a row, no hash table)."""
-    ordered = hashes.sort()
-    return ordered.filter(ordered == ordered.shift(1)).unique()
 
 
 @dataclass
@@ -183,9 +190,18 @@ def row_stage(table: Table) -> list[Rule]:
     return [r for r in RULES[table.name] if r.kind in ROW_KINDS or r.kind is Kind.LOAN_BEFORE_AS_OF]
 
 
-def key_stage(table: Table) -> list[Rule]:
-    """Rules decided across rows: uniqueness, then references to kept parent rows."""
-    return [r for r in RULES[table.name] if r.kind in (Kind.UNIQUE, Kind.REFERENCE)]
+def unique_rule(table: Table) -> Rule:
+    (rule,) = (r for r in RULES[table.name] if r.kind is Kind.UNIQUE)
+    return rule
+
+
+def reference_rules(table: Table, parents: Parents) -> list[Rule]:
+    """The table's references whose parent rows the gate has already kept."""
+    return [
+        r
+        for r in RULES[table.name]
+        if r.kind is Kind.REFERENCE and r.references in parents.key_hashes
+    ]
 
 
 def _future_loan_rule(parents: Parents) -> pl.Expr:
@@ -195,91 +211,35 @@ def _future_loan_rule(parents: Parents) -> pl.Expr:
     return (~pl.col("loan_id").is_in(future)).fill_null(True)
 
 
+def _reference_rule(rule: Rule, parents: Parents) -> pl.Expr:
+    assert rule.references is not None
+    known = parents.key_hashes[rule.references].implode()
+    return value_hash(rule.column).is_in(known).fill_null(True)
+
+
 def flag_rows(
     frame: pl.LazyFrame, table: Table, as_of: date, timezone: str, parents: Parents
 ) -> pl.LazyFrame:
-    """Add the row number ``_row``, one ``_rule_*`` column per row-stage rule, and ``_reason``,
-    the first of them each row breaks (the key-stage rules are decided by :func:`key_problems`)."""
+    """Add the row number ``_row``, one ``_rule_*`` column per row-stage rule and per
+    reference, ``_reason`` (the first row-stage rule each row breaks) and ``_reference`` (the
+    first reference it breaks). Uniqueness comes between the two: :func:`check_table` decides
+    it, and with it the reason of a row that breaks a reference."""
     rules = row_stage(table)
+    references = reference_rules(table, parents)
     verdicts = [
         _future_loan_rule(parents)
         if r.kind is Kind.LOAN_BEFORE_AS_OF
         else row_rule(r, table, as_of, timezone)
         for r in rules
     ]
+    verdicts += [_reference_rule(r, parents) for r in references]
     frame = frame.with_row_index(ROW).with_columns(
-        verdict.alias(flag(r)) for r, verdict in zip(rules, verdicts, strict=True)
+        verdict.alias(flag(r)) for r, verdict in zip([*rules, *references], verdicts, strict=True)
     )
-    return frame.with_columns(_first_broken(rules, reason_dtype(table)).alias(REASON))
-
-
-def _key_hash(rule: Rule) -> pl.Expr:
-    key = list(rule.columns)
-    return (pl.struct(key) if len(key) > 1 else pl.col(key[0])).hash(seed=0)
-
-
-def key_hashes(table: Table, parents: Parents) -> dict[str, pl.Expr]:
-    """One 64-bit hash column per key-stage rule, for the rows that passed the row stage."""
-    columns = {}
-    for rule in key_stage(table):
-        if rule.kind is Kind.UNIQUE:
-            columns[rule.name] = _key_hash(rule)
-        elif rule.references in parents.key_hashes:
-            columns[rule.name] = value_hash(rule.column)
-    return columns
-
-
-def key_problems(hashes: pl.DataFrame, table: Table, parents: Parents) -> dict[str, pl.Series]:
-    """Per key-stage rule, the row numbers that may break it (usually none).
-
-    ``hashes`` holds ``_row`` and the :func:`key_hashes` of the rows that passed the row stage.
-    For uniqueness these are the rows whose key hash repeats (a collision of two keys only
-    sends a few more rows to the exact check); for a reference, the rows whose value's hash no
-    kept parent row has: those values are certainly unknown. A referenced value whose hash
-    collides with a kept parent's would pass unseen, with odds of about one in 10^13 per value
-    for a million parents.
-    """
-    suspects = {}
-    for rule in key_stage(table):
-        if rule.name not in hashes.columns:
-            continue
-        column = hashes[rule.name]
-        if rule.kind is Kind.UNIQUE:
-            bad = column.is_in(repeated(column).implode())
-        else:
-            assert rule.references is not None
-            values = column.drop_nulls().unique()
-            known = parents.key_hashes[rule.references]
-            bad = column.is_in(values.filter(~values.is_in(known.implode())).implode())
-        rows = hashes[ROW].filter(bad)
-        if not rows.is_empty():
-            suspects[rule.name] = rows
-    return suspects
-
-
-def judge_key_problems(
-    suspect_rows: pl.DataFrame, table: Table, suspects: dict[str, pl.Series]
-) -> pl.DataFrame:
-    """The suspects that break a key-stage rule, with the first such rule as ``_reason``.
-
-    `suspect_rows` are the suspects' full rows, in file order. Exact duplicates keep their first
-    copy; rows that share a unique key but differ are all set aside.
-    """
     dtype = reason_dtype(table)
-    verdicts = []
-    for rule in key_stage(table):
-        rows = suspects.get(rule.name)
-        if rows is None:
-            verdicts.append(pl.lit(True).alias(flag(rule)))
-        elif rule.kind is Kind.UNIQUE:
-            suspect = pl.col(ROW).is_in(rows.implode())
-            verdicts.append((~suspect | unique_flag(rule, table, suspect)).alias(flag(rule)))
-        else:
-            verdicts.append((~pl.col(ROW).is_in(rows.implode())).alias(flag(rule)))
-    judged = suspect_rows.with_columns(verdicts).with_columns(
-        _first_broken(key_stage(table), dtype).alias(REASON)
+    return frame.with_columns(
+        _first_broken(rules, dtype).alias(REASON), _first_broken(references, dtype).alias(REFERENCE)
     )
-    return judged.filter(pl.col(REASON).is_not_null()).select(quarantine_columns(table))
 
 
 def kept_rows(frame: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> pl.LazyFrame:
@@ -290,11 +250,11 @@ def kept_rows(frame: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> 
     return mask_future_payments(kept, day_start_utc(as_of, timezone))
 
 
-def without_rows(frame: pl.LazyFrame, rows: pl.Series | None) -> pl.LazyFrame:
+def without_rows(frame: pl.LazyFrame, rows: RowSet | None) -> pl.LazyFrame:
     """`frame` less the rows at the given positions (the rows the gate set aside)."""
-    if rows is None or rows.is_empty():
+    if not rows:
         return frame
-    return frame.with_row_index(ROW).filter(~pl.col(ROW).is_in(rows.implode())).drop(ROW)
+    return frame.with_row_index(ROW).filter(~rows.expr(ROW)).drop(ROW)
 
 
 def set_aside_reasons(report: GateReport, table: str, where: pl.Expr) -> dict[str, int]:
@@ -313,13 +273,16 @@ def quarantine_columns(table: Table) -> list[str]:
 
 @dataclass
 class TableCheck:
-    """One table's verdict: rows scanned, reasons counted, rows set aside, a sample for GX."""
+    """One table's verdict: rows scanned, reasons counted, rows set aside, a sample for GX,
+    and the files whose rows repeat (rows of each that are copies, or were copied)."""
 
     rows_scanned: int
     reasons: dict[str, int]
     quarantine: Path | None
-    aside_rows: pl.Series | None
+    aside_rows: RowSet
     sample: pl.DataFrame
+    repeats: Repeats
+    repeated_files: dict[str, int] = field(default_factory=dict)
 
 
 def check_table(
@@ -329,91 +292,113 @@ def check_table(
     timezone: str,
     parents: Parents,
     out: Path,
-    sample_rows: tuple[int, int],
+    rows_read: int,
+    settings: ValidationSettings,
 ) -> TableCheck:
-    """Every rule on every row of one table, in two streaming passes (three when keys are
-    suspect).
-
-    1. Every row-stage rule on every row. The rows that break one, and a sample of the others
-       for GX (picked by a hash of one column), are written to a staging file.
-    2. 64-bit hashes of the keys and references (8 bytes a row each, held in memory).
-
-    Only when a key repeats or a reference is unknown does a third pass fetch those few rows,
-    to judge them exactly. `sample_rows` is (rows in the table, GX sample budget).
-    """
+    """Every rule on every row of one table, in one streaming scan, then the keys a bucket at
+    a time (module docstring). The rows of repeated keys and the rows that repeat take one
+    more scan each, only when there are any."""
     flagged = flag_rows(frame, table, as_of, timezone, parents)
-    failing = pl.col(REASON).is_not_null()
+    passed = pl.col(REASON).is_null()
+    work = out / ".work" / table.name
     path = out / "quarantine" / f"{table.name}.parquet"
-    staged = path.with_name(f".{table.name}.row_stage.parquet")
-    rows, budget = sample_rows
-    half = max(1, budget // 2)
+    staged = work / "staged.parquet"
+    half = max(1, settings.gx_sample_rows // 2)
     # The pass decodes every column anyway to judge the rows: picking the sample there costs
     # a hash of one column, where a pass of its own decoded the whole table again.
-    picked = pl.col(table.read_names[0]).hash(seed=1) % max(1, -(-rows // half)) == 0
-    numbered = frame.with_row_index(ROW)
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    # One scan feeds both passes: 30-40% less time than two scans, for 1.5 GiB more memory
-    # at 80M rows (the hashes are held either way).
-    _, hashes = pl.collect_all(
+    picked = pl.col(table.read_names[0]).hash(seed=1) % max(1, -(-rows_read // half)) == 0
+    key = list(unique_rule(table).columns)
+    keys = work / "keys"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    buckets = buckets_for(rows_read, settings.key_bucket_rows)
+    pl.collect_all(
         [
-            flagged.filter(failing | picked)
-            .select(quarantine_columns(table))
+            flagged.filter(~passed | pl.col(REFERENCE).is_not_null() | picked)
+            .select(*quarantine_columns(table), REFERENCE)
             .sink_parquet(staged, lazy=True),
-            numbered.select(ROW, **key_hashes(table, parents)),
+            bucket_sink(
+                flagged.filter(passed).select(ROW, key_hash(key, seed=0).alias(KEY)), keys, buckets
+            ),
         ],
         engine="streaming",
     )
-    failed = pl.scan_parquet(staged).filter(failing).select(ROW).collect().to_series()
-    sample = (
+    files = bucket_files(keys)
+    failed = pl.scan_parquet(staged).filter(~passed).select(pl.len()).collect().item()
+    rows_scanned = rows_in(files) + failed
+    numbered = frame.with_row_index(ROW)
+    suspects = repeated_keys(files, rows_read)
+    repeats = judge(
+        numbered, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
+    )
+    reasons, quarantine, aside = _write_quarantine(staged, numbered, repeats, table, path)
+    kept_sample = (
         pl.scan_parquet(staged)
-        .filter(~failing)
+        .filter(passed & pl.col(REFERENCE).is_null() & ~repeats.aside.expr(ROW))
         .head(half)
-        .select(ROW, *table.read_names, SOURCE_PARTITION)
+        .select(*table.read_names, SOURCE_PARTITION)
         .collect()
     )
-    rows_scanned = hashes.height
-    if not failed.is_empty():
-        hashes = hashes.filter(~pl.col(ROW).is_in(failed.implode()))
-    suspects = key_problems(hashes, table, parents)
-    del hashes
-    late = pl.DataFrame(schema=pl.scan_parquet(staged).collect_schema())
-    if suspects:
-        suspect = pl.col(ROW).is_in(pl.concat(list(suspects.values())).implode())
-        suspect_rows = (
-            numbered.filter(suspect)
-            .select(ROW, *table.read_names, SOURCE_FILE, SOURCE_PARTITION)
-            .collect(engine="streaming")
-        )
-        late = judge_key_problems(suspect_rows, table, suspects).cast(late.schema)
-    reasons, quarantine = _write_quarantine(staged, late, path)
-    aside = pl.scan_parquet(quarantine) if quarantine is not None else None
-    sample = sample.filter(~pl.col(ROW).is_in(late[ROW].implode())).drop(ROW)
-    return TableCheck(
+    check = TableCheck(
         rows_scanned=rows_scanned,
         reasons=reasons,
         quarantine=quarantine,
-        aside_rows=None if aside is None else aside.select(ROW).collect().to_series(),
-        sample=gx_sample(sample, aside, table, half, as_of, timezone),
+        aside_rows=aside,
+        sample=gx_sample(kept_sample, quarantine, table, half, as_of, timezone),
+        repeats=repeats,
+        repeated_files=_files_of(numbered, repeats.involved),
     )
+    shutil.rmtree(work)
+    return check
 
 
 def _write_quarantine(
-    staged: Path, late: pl.DataFrame, path: Path
-) -> tuple[dict[str, int], Path | None]:
-    """Move the set-aside rows into place; return the count of each reason (None: no file)."""
-    failed = pl.scan_parquet(staged).filter(pl.col(REASON).is_not_null())
-    pl.concat([failed, late.lazy()]).sink_parquet(path)
-    staged.unlink()
-    reasons = dict(pl.scan_parquet(path).group_by(REASON).len().collect().iter_rows())
-    if not reasons:
+    staged: Path, numbered: pl.LazyFrame, repeats: Repeats, table: Table, path: Path
+) -> tuple[dict[str, int], Path | None, RowSet]:
+    """Write the set-aside rows, each with the first rule it broke: row rules (staged), then
+    uniqueness (fetched from the table), then references (staged). Return the count of each
+    reason, the file (None: nothing set aside) and the positions set aside."""
+    columns = quarantine_columns(table)
+    staged_rows = pl.scan_parquet(staged)
+    parts = [staged_rows.filter(pl.col(REASON).is_not_null()).select(columns)]
+    if repeats.aside:
+        unique = pl.lit(unique_rule(table).name, reason_dtype(table)).alias(REASON)
+        parts.append(numbered.filter(repeats.aside.expr(ROW)).with_columns(unique).select(columns))
+    dangling = pl.col(REASON).is_null() & pl.col(REFERENCE).is_not_null()
+    parts.append(
+        staged_rows.filter(dangling & ~repeats.aside.expr(ROW))
+        .with_columns(pl.col(REFERENCE).alias(REASON))
+        .select(columns)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.concat(parts).sink_parquet(path, engine="streaming")
+    aside = RowSet(repeats.aside.size)
+    rows = pl.scan_parquet(path).select(ROW)
+    aside.add_batches(rows.collect_batches(engine="streaming"), ROW)
+    reasons = pl.scan_parquet(path).group_by(REASON).len().sort(REASON).collect()
+    if reasons.is_empty():
         path.unlink()
-        return {}, None
-    return {str(reason): n for reason, n in reasons.items()}, path
+        return {}, None, aside
+    return {str(reason): n for reason, n in reasons.iter_rows()}, path, aside
+
+
+def _files_of(numbered: pl.LazyFrame, rows: RowSet) -> dict[str, int]:
+    """How many of the given rows each file holds, most first (empty without rows)."""
+    if not rows:
+        return {}
+    counts = (
+        numbered.filter(rows.expr(ROW))
+        .group_by(SOURCE_FILE)
+        .len()
+        .sort(["len", SOURCE_FILE], descending=[True, False])
+        .collect(engine="streaming")
+    )
+    return dict(counts.iter_rows())
 
 
 def gx_sample(
     kept: pl.DataFrame,
-    aside: pl.LazyFrame | None,
+    quarantine: Path | None,
     table: Table,
     half: int,
     as_of: date,
@@ -428,9 +413,9 @@ def gx_sample(
     dtype = reason_dtype(table)
     columns = [*table.read_names, SOURCE_PARTITION, REASON]
     parts = [kept.with_columns(pl.lit(None, dtype).alias(REASON)).select(columns)]
-    if aside is not None:
-        reason = pl.col(REASON).cast(pl.String).cast(dtype)
-        parts.insert(0, aside.head(half).with_columns(reason).select(columns).collect())
+    if quarantine is not None:
+        aside = pl.scan_parquet(quarantine).head(half).select(columns).collect()
+        parts.insert(0, aside.with_columns(pl.col(REASON).cast(pl.String).cast(dtype)))
     flags = [
         row_rule(r, table, as_of, timezone).alias(flag(r))
         if r.kind in ROW_KINDS
@@ -449,8 +434,7 @@ def _count(read: int, check: TableCheck, table: Table) -> TableCount:
 
     Kept rows are the rows the rule pass scanned whose position was not set aside.
     """
-    aside = check.aside_rows if check.aside_rows is not None else pl.Series([], dtype=pl.UInt32)
-    kept = check.rows_scanned - aside.filter(aside < check.rows_scanned).n_unique()
+    kept = check.rows_scanned - len(check.aside_rows)
     count = TableCount(rows_read=read, rows_kept=kept, reasons=check.reasons)
     if count.rows_read != count.rows_kept + count.rows_set_aside:
         raise RuntimeError(
@@ -472,15 +456,41 @@ def _remember(parents: Parents, name: str, kept: pl.LazyFrame, aside: pl.LazyFra
                 aside.filter(pl.col(REASON) == "applied_at_before_as_of")
                 .select("loan_id")
                 .drop_nulls()
+                .unique()
                 .collect()
             )
 
 
 def _hashes(frame: pl.LazyFrame, column: str) -> pl.Series:
-    return frame.select(value_hash(column)).collect().to_series().drop_nulls()
+    return frame.select(value_hash(column)).collect().to_series().drop_nulls().unique()
 
 
-def _table_stops(name: str, count: TableCount, settings: ValidationSettings) -> list[str]:
+def repeated_rows_note(check: TableCheck) -> str | None:
+    """What the rows set aside for a repeated key suggest, and the files they are in."""
+    repeats = check.repeats
+    if not repeats.aside:
+        return None
+    files = list(check.repeated_files.items())
+    shown = ", ".join(f"{name} ({rows:,} rows)" for name, rows in files[:REPEATED_FILES_SHOWN])
+    more = len(files) - REPEATED_FILES_SHOWN
+    shown += f" and {more} more" if more > 0 else ""
+    if repeats.exact >= repeats.conflicting:
+        cause = (
+            f"{repeats.exact:,} rows are exact copies of other rows: a file or day was probably "
+            "loaded twice"
+        )
+        if repeats.conflicting:
+            cause += f" ({repeats.conflicting:,} more share an id with different content)"
+    else:
+        cause = f"{repeats.conflicting:,} rows share a unique id with rows of different content"
+        if repeats.exact:
+            cause += f" ({repeats.exact:,} more are exact copies)"
+    return f"{cause}; files whose rows repeat: {shown}"
+
+
+def _table_stops(
+    name: str, count: TableCount, check: TableCheck, settings: ValidationSettings
+) -> list[str]:
     if not TABLES[name].required:
         return []  # _truth: synthetic evaluation data, never used for features or training
     stops = []
@@ -493,11 +503,13 @@ def _table_stops(name: str, count: TableCount, settings: ValidationSettings) -> 
         top = max(
             ((r, n) for r, n in count.reasons.items() if r not in as_of_rules), key=lambda x: x[1]
         )
-        stops.append(
+        stop = (
             f"table {name}: {broken:,} of {considered:,} rows ({broken / considered:.1%}) break "
             f"the contract, above the {settings.max_set_aside_share:.1%} limit; most often "
             f"{top[0]} ({top[1]:,} rows)"
         )
+        note = repeated_rows_note(check) if top[0] == unique_rule(TABLES[name]).name else None
+        stops.append(f"{stop}. {note}" if note else stop)
     shifted = sum(n for r, n in count.reasons.items() if r.endswith("_matches_partition"))
     if considered and shifted / considered > settings.max_partition_mismatch_share:
         stops.append(
@@ -505,6 +517,13 @@ def _table_stops(name: str, count: TableCount, settings: ValidationSettings) -> 
             "than their dt= partition: clocks in the wrong time zone?"
         )
     return stops
+
+
+def _table_warnings(name: str, check: TableCheck, stops: list[str]) -> list[str]:
+    note = repeated_rows_note(check)
+    if note is None or any(note in stop for stop in stops):
+        return []
+    return [f"table {name}: {note}"]
 
 
 def run_gate(
@@ -532,16 +551,20 @@ def run_gate(
     report = GateReport(as_of=day, tables={}, quarantine=out / "quarantine", scans=tables)
     for name in ORDER:
         table = TABLES[name]
-        sample_rows = (rows_read[name], settings.gx_sample_rows)
-        check = check_table(tables[name], table, day, timezone, parents, out, sample_rows)
-        if check.aside_rows is not None:
+        check = check_table(
+            tables[name], table, day, timezone, parents, out, rows_read[name], settings
+        )
+        if check.aside_rows:
             report.set_aside[name] = check.aside_rows
         kept = without_rows(tables[name], check.aside_rows)
         report.tables[name] = _count(rows_read[name], check, table)
         report.samples[name] = check.sample
         aside = pl.scan_parquet(check.quarantine) if check.quarantine is not None else None
         _remember(parents, name, kept, aside)
-        report.stops += _table_stops(name, report.tables[name], settings)
+        stops = _table_stops(name, report.tables[name], check, settings)
+        report.stops += stops
+        report.warnings += _table_warnings(name, check, stops)
+    shutil.rmtree(out / ".work", ignore_errors=True)
     return report
 
 

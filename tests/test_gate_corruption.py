@@ -213,6 +213,41 @@ def test_a_partition_loaded_twice_keeps_one_copy(raw: Path, tmp_path: Path) -> N
     assert kept["order_id"].is_unique().all()
 
 
+def test_days_loaded_twice_stop_the_run_naming_the_files(raw: Path, tmp_path: Path) -> None:
+    days = files(raw, "consumption")[:40]
+    for path in days:
+        shutil.copy(path, path.with_name("part-rerun.parquet"))
+    copies = sum(pl.read_parquet(p).height for p in days)
+    report = gate(raw, tmp_path)
+    assert report.tables["consumption"].reasons == {"order_id_unique": copies}
+    (stop,) = report.stops
+    assert "a file or day was probably loaded twice" in stop
+    named = stop.split("files whose rows repeat: ")[1]
+    largest = max(days, key=lambda p: pl.read_parquet(p).height)
+    assert str(largest) in named and str(largest.with_name("part-rerun.parquet")) in named
+    assert "and 70 more" in named  # 80 files repeat: the ten with the most rows are named
+
+
+def test_a_few_repeated_rows_warn_without_stopping(raw: Path, tmp_path: Path) -> None:
+    original = files(raw, "transactions")[3]
+    shutil.copy(original, original.with_name("part-again.parquet"))
+    report = gate(raw, tmp_path)
+    assert report.ok, report.stops
+    (warning,) = report.warnings
+    assert warning.startswith("table transactions: ") and "loaded twice" in warning
+    assert str(original.with_name("part-again.parquet")) in warning
+
+
+def test_every_row_sharing_one_id_is_set_aside(raw: Path, tmp_path: Path) -> None:
+    paths = files(raw, "consumption")
+    for path in paths:
+        pl.read_parquet(path).with_columns(order_id=pl.lit("O-1")).write_parquet(path)
+    report = gate(raw, tmp_path)
+    rows = rows_on_disk(raw, "consumption")
+    assert report.tables["consumption"].reasons == {"order_id_unique": rows}
+    assert any("rows share a unique id with rows of different content" in s for s in report.stops)
+
+
 def test_exact_duplicate_rows_in_a_table_without_ids(raw: Path, tmp_path: Path) -> None:
     rewrite(raw, "app_events", lambda df: pl.concat([df, df.head(4)]))
     report = gate(raw, tmp_path)

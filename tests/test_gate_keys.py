@@ -1,0 +1,113 @@
+"""The gate's bounded-memory parts: row sets as bits, and repeated keys judged in buckets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from data.repeats import (
+    KEY,
+    ROW,
+    bucket_files,
+    bucket_sink,
+    judge,
+    key_hash,
+    repeated_keys,
+    rows_in,
+)
+from data.rowset import RowSet
+
+
+def test_row_set_holds_positions_as_bits() -> None:
+    rows = RowSet(1_000)
+    rows.add(np.array([0, 7, 8, 999, 7]))
+    rows.add(pl.Series([500], dtype=pl.UInt32))
+    assert len(rows) == 5 and rows
+    assert rows.contains(np.array([0, 1, 7, 8, 9, 500, 999])).tolist() == [
+        True,
+        False,
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert not RowSet(10)
+    with pytest.raises(IndexError):
+        rows.add(np.array([1_000]))
+
+
+def test_row_set_filters_a_streaming_scan(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"x": np.arange(100_000)}).write_parquet(path, row_group_size=7_000)
+    aside = RowSet(100_000)
+    aside.add(np.arange(0, 100_000, 3))
+    kept = (
+        pl.scan_parquet(path)
+        .with_row_index(ROW)
+        .filter(~aside.expr(ROW))
+        .select("x")
+        .collect(engine="streaming")
+    )
+    assert kept["x"].to_list() == [x for x in range(100_000) if x % 3]
+
+
+def _numbered(frame: pl.DataFrame) -> pl.LazyFrame:
+    return frame.lazy().with_row_index(ROW)
+
+
+def _verdict(frame: pl.DataFrame, key: list[str], tmp_path: Path, bucket_rows: int = 1_000):
+    numbered = _numbered(frame)
+    folder = tmp_path / "keys"
+    buckets = max(1, -(-frame.height // bucket_rows))
+    passing = numbered.select(ROW, key_hash(key, seed=0).alias(KEY))
+    bucket_sink(passing, folder, buckets).collect(engine="streaming")
+    files = bucket_files(folder)
+    assert len(files) <= buckets and rows_in(files) == frame.height
+    suspects = repeated_keys(files, frame.height)
+    return suspects, judge(numbered, suspects, key, frame.columns, tmp_path / "judge", bucket_rows)
+
+
+def rows_of(rows: RowSet) -> list[int]:
+    return np.flatnonzero(rows.contains(np.arange(rows.size))).tolist()
+
+
+def test_exact_copies_keep_the_first_and_conflicts_lose_all(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {
+            "id": ["a", "b", "c", "a", "d", "c", "a", "e"],
+            "amount": [1.0, 2.0, 3.0, 1.0, 4.0, 3.5, 1.0, 5.0],
+        }
+    )
+    suspects, verdict = _verdict(frame, ["id"], tmp_path)
+    assert rows_of(suspects) == [0, 2, 3, 5, 6]
+    # "a" is three exact copies: the first is kept; "c" has two versions: both go.
+    assert rows_of(verdict.aside) == [2, 3, 5, 6]
+    assert rows_of(verdict.first_copies) == [0]
+    assert (verdict.exact, verdict.conflicting) == (2, 2)
+
+
+def test_a_clean_key_has_no_suspects(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"id": [f"o{i}" for i in range(5_000)], "v": range(5_000)})
+    suspects, verdict = _verdict(frame, ["id"], tmp_path)
+    assert not suspects and not verdict.aside and verdict.exact == verdict.conflicting == 0
+
+
+def test_every_row_sharing_one_key_is_one_group_in_one_bucket(tmp_path: Path) -> None:
+    n = 20_000
+    frame = pl.DataFrame({"id": ["same"] * n, "v": range(n)})
+    suspects, verdict = _verdict(frame, ["id"], tmp_path, bucket_rows=1_000)
+    assert len(suspects) == n
+    assert len(verdict.aside) == n and verdict.conflicting == n and not verdict.first_copies
+
+
+def test_a_table_loaded_twice_keeps_one_copy_of_each_row(tmp_path: Path) -> None:
+    once = pl.DataFrame({"user": [f"u{i % 300}" for i in range(3_000)], "v": range(3_000)})
+    frame = pl.concat([once, once])
+    _, verdict = _verdict(frame, ["user", "v"], tmp_path, bucket_rows=1_000)
+    assert rows_of(verdict.first_copies) == list(range(3_000))
+    assert rows_of(verdict.aside) == list(range(3_000, 6_000))
+    assert verdict.exact == 3_000 and verdict.conflicting == 0

@@ -103,6 +103,8 @@ _CITY_COUNT = np.array([len(t) for t in CITIES_BY_TIER])
 _AREA_CODES = np.array([110101 + 1013 * i for i in range(len(CITIES))], dtype=np.int64)
 
 MAX_DEVICES = 4
+WITHIN_COMMUNITY = 0.85  # share of friendship ties inside the user's community
+PRE_PERIOD_TIES = 0.75  # share of ties possible before the period that formed before it
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -260,20 +262,14 @@ def build_population(
     deg = 1 + rng.poisson(5 * eng)
     src = np.repeat(np.arange(n), deg)
     c = comm[src]
-    inside = rng.random(src.size) < 0.85
+    inside = rng.random(src.size) < WITHIN_COMMUNITY
     within = order[comm_start[c] + np.floor(rng.random(src.size) * sizes[c]).astype(np.int64)]
     peer = np.where(inside, within, np.floor(rng.random(src.size) * n).astype(np.int64))
     keep = peer != src
     key_e = np.unique(src[keep] * n + peer[keep])  # dedupe; sorted by source
     e_src, e_peer = key_e // n, key_e % n
     earliest = np.maximum(reg_day[e_src], reg_day[e_peer]) + 1
-    pre_tie = (earliest <= 0) & (rng.random(e_src.size) < 0.75)
-    first = np.maximum(earliest, 0)
-    formed = first + np.floor(rng.random(e_src.size) * np.maximum(tl.n_days - first, 0)).astype(
-        np.int64
-    )
-    formed = np.where(pre_tie, -1, formed)
-    alive = pre_tie | (first < tl.n_days)
+    formed, alive = _tie_days(rng, earliest, tl.n_days)
     e_src, e_peer, formed = e_src[alive], e_peer[alive], formed[alive]
     e_count = np.bincount(e_src, minlength=n)
     e_start = np.concatenate([[0], np.cumsum(e_count)[:-1]])
@@ -421,6 +417,20 @@ def build_population(
         dev_start=dev_start,
         dev_ids=dev_ids,
     )
+
+
+def _tie_days(
+    rng: np.random.Generator, earliest: np.ndarray, n_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local day each tie forms (-1: before the period) given the first day it can, and
+    whether it forms before the end of the period at all."""
+    pre_tie = (earliest <= 0) & (rng.random(earliest.size) < PRE_PERIOD_TIES)
+    first = np.maximum(earliest, 0)
+    formed = first + np.floor(rng.random(earliest.size) * np.maximum(n_days - first, 0)).astype(
+        np.int64
+    )
+    formed = np.where(pre_tie, -1, formed)
+    return formed, pre_tie | (first < n_days)
 
 
 def id_numbers(rng: np.random.Generator, pop: Population) -> pl.Series:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -102,25 +103,111 @@ def test_value_sets_and_row_rules(frames):
         assert set(frames[name][col].unique()) == set(TABLES[name].column(col).values), col
 
 
+def peers(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Every (user, peer) of the social rows and the person-to-person transactions."""
+    tx = frames["transactions"].filter(pl.col("counterparty_id").is_not_null())
+    return pl.concat(
+        [
+            frames["social"].select("user_id", peer="peer_id", table=pl.lit("social")),
+            tx.select("user_id", peer="counterparty_id", table=pl.lit("transactions")),
+        ]
+    )
+
+
 def test_foreign_keys_resolve(frames):
     uids = frames["users"]["user_id"]
     for name in (*EVENT_TABLES, "bureau_snapshots", "applications"):
         assert frames[name]["user_id"].is_in(uids).all(), name
-    assert frames["social"]["peer_id"].is_in(uids).all()
-    assert (frames["social"]["peer_id"] != frames["social"]["user_id"]).all()
     tx = frames["transactions"]
     p2p = tx["txn_type"].is_in(["transfer", "red_packet"])
     cp = tx["counterparty_id"]
     assert cp.filter(p2p).null_count() == 0
     assert cp.filter(~p2p).null_count() == (~p2p).sum()
-    assert cp.drop_nulls().is_in(uids).all()
-    assert (cp.filter(p2p) != tx["user_id"].filter(p2p)).all()
+    # a peer or counterparty is another person, a customer or not, never the user themself
+    both = peers(frames)
+    assert (both["peer"] != both["user_id"]).all()
+    assert both["peer"].str.contains(r"^U\d{9}$").all()
+    number = both["peer"].str.slice(1).cast(pl.Int64)
+    customer = number < SMALL.users
+    assert both["peer"].filter(customer).is_in(uids).all()  # customers' ids resolve
+    assert not both["peer"].filter(~customer).is_in(uids).any()
     assert frames["repayments"]["loan_id"].is_in(frames["applications"]["loan_id"]).all()
     assert (
         frames["_truth"]["application_id"]
         .sort()
         .equals(frames["applications"]["application_id"].sort())
     )
+
+
+def test_some_friends_and_payees_are_outsiders(frames):
+    """About ``outsider_share`` of social rows and of person-to-person transactions name a
+    person who is not a customer; outsiders come from their block's own id range, above every
+    customer, have no rows of their own, and some are shared by several customers."""
+    uids = frames["users"]["user_id"]
+    both = peers(frames).with_columns(outsider=~pl.col("peer").is_in(uids.implode()))
+    share = dict(both.group_by("table").agg(pl.col("outsider").mean()).iter_rows())
+    for table in ("social", "transactions"):
+        assert 0.5 * SMALL.outsider_share < share[table] < 1.5 * SMALL.outsider_share, share
+    out = both.filter("outsider")
+    number = out["peer"].str.slice(1).cast(pl.Int64)
+    user_number = out["user_id"].str.slice(1).cast(pl.Int64)
+    assert (number >= SMALL.users).all() and (number < 2 * SMALL.users).all()
+    block = (number - SMALL.users) // SMALL.block_users
+    assert (block == user_number // SMALL.block_users).all()  # no id shared across blocks
+    assert block.n_unique() == SMALL.n_blocks
+    for name in TABLES:
+        if "user_id" in frames[name].columns:
+            assert not frames[name]["user_id"].is_in(out["peer"].implode()).any(), name
+    customers_per_outsider = out.group_by("peer").agg(pl.col("user_id").n_unique())
+    assert (customers_per_outsider["user_id"] >= 2).any()
+
+
+def test_no_outsiders_at_share_zero_and_the_rest_of_the_world_unchanged(tmp_path, frames):
+    out = tmp_path / "raw"
+    generate(out, replace(SMALL, outsider_share=0.0), progress=False)
+    zero = {name: read(out, name) for name in TABLES}
+    uids = zero["users"]["user_id"]
+    assert peers(zero)["peer"].is_in(uids).all()
+    # outsiders are extra contacts: every other table, and the friendships among customers,
+    # are what they would be without them
+    for name in TABLES:
+        if name not in ("social", "transactions"):
+            assert zero[name].equals(frames[name]), name
+
+    def ties_among_customers(f):
+        adds = f["social"].filter(pl.col("interaction") == "friend_add")
+        return adds.filter(pl.col("peer_id").is_in(uids.implode())).select("user_id", "peer_id")
+
+    assert (
+        ties_among_customers(zero)
+        .sort(pl.all())
+        .equals(ties_among_customers(frames).sort(pl.all()))
+    )
+    with_outsiders = frames["social"].filter(pl.col("interaction") == "friend_add").height
+    assert with_outsiders > zero["social"].filter(pl.col("interaction") == "friend_add").height
+
+
+def test_outsider_share_is_validated_and_read_from_settings(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from flows.settings import load_settings
+
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="outsider_share"):
+            GeneratorConfig(outsider_share=bad)
+    with pytest.raises(ValueError, match="users"):
+        GeneratorConfig(users=600_000_000)  # outsiders' numbers would need 10 digits
+    assert GeneratorConfig(users=600_000_000, outsider_share=0.0).users == 600_000_000
+    path = tmp_path / "settings.yml"
+    path.write_text("generator:\n  outsider_share: 0.12\n")
+    monkeypatch.delenv("PDFLOW_GENERATOR__OUTSIDER_SHARE", raising=False)
+    assert load_settings(path).generator.outsider_share == 0.12
+    monkeypatch.setenv("PDFLOW_GENERATOR__OUTSIDER_SHARE", "0.2")
+    assert load_settings(path).generator.outsider_share == 0.2
+    path.write_text("generator:\n  outsider_share: 1.5\n")
+    monkeypatch.delenv("PDFLOW_GENERATOR__OUTSIDER_SHARE")
+    with pytest.raises(ValidationError, match="outsider_share"):
+        load_settings(path)
 
 
 def test_nothing_at_or_after_end_and_nothing_before_registration(frames):

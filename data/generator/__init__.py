@@ -14,6 +14,9 @@ The world (details in :mod:`.population` and :mod:`.tables`):
   risk dynamic; from ``shock_start`` a macro shock raises stress of gig / self-employed
   workers and tier 4-5 cities;
 - users live in communities with a shared risk factor; friendships are mostly within them;
+- not every friend is a customer: about ``outsider_share`` of a user's friendship ties are to
+  outsiders, people with ids of the same scheme (above every customer's) and no rows of their
+  own, so social rows and transfers / red packets sometimes name a non-customer;
 - from ``campaign_start`` a push-message campaign brings extra, riskier applicants;
 - every table is a noisy view of traits and *current* stress; ``_truth.true_pd`` is the
   non-linear default probability the simulator drew each loan's outcome from.

@@ -1,8 +1,9 @@
 """One user block: simulate its world and write its part of every table.
 
-Blocks are independent (communities and friendships stay inside a block), so they can run
-in separate worker processes; block ``b`` always draws from the same seed-sequence child and
-writes only files named ``part-<b>.parquet``.
+Blocks are independent (communities and friendships stay inside a block, and each block
+has its own outsiders, numbered apart from every other block's), so they can run in separate
+worker processes; block ``b`` always draws from the same seed-sequence child and writes only
+files named ``part-<b>.parquet``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ STREAMS = (
     "consumption",
     "social",
     "app_events",
+    "outsiders",  # last: spawning one more child leaves the seeds of the others as they were
 )
 
 
@@ -51,7 +53,7 @@ def run_block(
     n = min(config.block_users, config.users - first)
     writer = PartWriter(root, tl)
     try:
-        pop = build_population(b, first, n, tl, config, rngs["population"])
+        pop = build_population(b, first, n, tl, config, rngs["population"], rngs["outsiders"])
         writer.write(T.users(rngs["users"], pop), b)
         apps, reps, truth, ev = T.applications(rngs["applications"], pop, tl, config)
         for chunk in (apps, reps, truth):

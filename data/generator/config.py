@@ -27,6 +27,12 @@ class GeneratorConfig:
     - ``shock_start``: fraction of the period after which the macro shock hits
       gig / self-employed workers and tier 4-5 cities; ``shock_size`` its stress increase.
     - ``pre_registered``: share of users registered before the period starts.
+    - ``outsider_share``: expected share of a customer's friendship ties that are to
+      outsiders, people who are not customers of the lender. Social interactions and
+      person-to-person transfers and red packets name a friend, so about this share of social
+      rows and of those transactions names an outsider. Outsiders' ids follow the customers'
+      scheme (``U`` + 9 digits) in a range above every customer number (``users`` and up),
+      and they have no rows of their own in any table.
 
     ``workers`` processes generate blocks in parallel (output does not depend on it; peak
     memory grows with it).
@@ -48,6 +54,7 @@ class GeneratorConfig:
     shock_start: float = 2 / 3
     shock_size: float = 0.8
     pre_registered: float = 0.6
+    outsider_share: float = 0.07
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -58,6 +65,13 @@ class GeneratorConfig:
             raise ValueError("block_users must be >= 1")
         if not 0.0 <= self.pre_registered <= 1.0:
             raise ValueError("pre_registered must be in [0, 1]")
+        if not 0.0 <= self.outsider_share < 1.0:
+            raise ValueError("outsider_share must be in [0, 1)")
+        if self.outsider_share > 0 and 2 * self.users > 10**9:
+            raise ValueError(
+                "users must be at most 500,000,000 when outsider_share > 0 "
+                "(outsiders' 9-digit numbers lie above every customer's)"
+            )
 
     @property
     def n_blocks(self) -> int:

@@ -14,8 +14,19 @@ Communities (homophily)
     Users of a block are sorted on a noisy mix of appetite, impulsivity, city tier and
     (lack of) discipline and cut into contiguous communities of 15-120 users, so members
     resemble each other; each community also carries its own risk factor ``cf`` (shared
-    local economy / peer norms) that raises stress and default. Friendship ties are ~85%
-    within the community, the rest random within the block (so every peer is a block user).
+    local economy / peer norms) that raises stress and default. Friendship ties among users
+    are ~85% within the community, the rest random within the block.
+
+Outsiders (friends who are not customers)
+    Not every friend is a customer of the lender. On top of the ties among users, each user
+    gets ties to outsiders, about ``outsider_share`` of all their ties (Poisson, in proportion
+    to their ties among users, so users without friends among users have none). Block ``b``
+    has one outsider per user slot, numbered above every user of the run (``users +
+    first_user + k``, same ``U`` + 9-digit scheme), so no outsider id is ever a user's, in any
+    block. Outsider ``k`` belongs to the community of slot ``k``; ~85% of outsider ties are
+    within the user's community, so members share outsider friends as they share friends.
+    Outsiders have no traits, stress or rows of their own: they only appear as the
+    ``peer_id`` of social rows and the ``counterparty_id`` of transfers and red packets.
 
 Financial stress (dynamic risk)
     ``S[u, j]`` for j = 0..months (column 0 is the month before the period) is an AR(1)
@@ -140,7 +151,7 @@ class Population:
     comm: np.ndarray
     cf: np.ndarray  # community factor per user
     e_src: np.ndarray
-    e_peer: np.ndarray
+    e_peer: np.ndarray  # < n: a user of the block; n + k: the block's outsider k
     e_formed: np.ndarray  # local day the tie formed; -1 = before the period
     e_start: np.ndarray  # first edge of each user
     e_count: np.ndarray
@@ -158,6 +169,7 @@ class Population:
     # devices
     dev_start: np.ndarray  # (n, MAX_DEVICES) first day of each device; huge = never
     dev_ids: pl.Series  # n * MAX_DEVICES strings
+    peer_ids: pl.Series  # ids of peer indices: the n users, then the block's n outsiders
 
     @property
     def Sm(self) -> np.ndarray:
@@ -174,7 +186,9 @@ class Population:
     def pick_peer(
         self, rng: np.random.Generator, u: np.ndarray, day: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A random friend of each ``u`` whose tie exists on ``day``; returns (peer, valid)."""
+        """A random friend of each ``u`` whose tie exists on ``day``; returns (peer, valid).
+
+        ``peer`` indexes :attr:`peer_ids` (an outsider when ``>= n``)."""
         cnt = self.e_count[u]
         has = cnt > 0
         e = self.e_start[u] + np.floor(rng.random(u.size) * np.maximum(cnt, 1)).astype(np.int64)
@@ -203,7 +217,10 @@ def build_population(
     tl: Timeline,
     cfg: GeneratorConfig,
     rng: np.random.Generator,
+    outsider_rng: np.random.Generator,
 ) -> Population:
+    """The world of users ``first_user .. first_user + n - 1``; ``outsider_rng`` draws only
+    the ties to outsiders, so the rest of the world does not depend on ``outsider_share``."""
     M = tl.months
     occ = rng.choice(len(OCCUPATIONS), n, p=OCC_P)
     tier = rng.choice(5, n, p=TIER_P) + 1
@@ -271,6 +288,9 @@ def build_population(
     earliest = np.maximum(reg_day[e_src], reg_day[e_peer]) + 1
     formed, alive = _tie_days(rng, earliest, tl.n_days)
     e_src, e_peer, formed = e_src[alive], e_peer[alive], formed[alive]
+    e_src, e_peer, formed = _with_outsiders(
+        outsider_rng, cfg.outsider_share, comm, reg_day, e_src, e_peer, formed, tl.n_days
+    )
     e_count = np.bincount(e_src, minlength=n)
     e_start = np.concatenate([[0], np.cumsum(e_count)[:-1]])
 
@@ -363,6 +383,7 @@ def build_population(
     dev_start = np.where(np.arange(MAX_DEVICES)[None, :] < n_dev[:, None], dev_start, never)
 
     uid = user_ids(first_user, n)
+    peer_ids = pl.concat([uid, user_ids(cfg.users + first_user, n)]).rename("peer_id")
     dev_ids = (
         pl.select(
             pl.concat_str(
@@ -416,6 +437,7 @@ def build_population(
         frac=frac,
         dev_start=dev_start,
         dev_ids=dev_ids,
+        peer_ids=peer_ids,
     )
 
 
@@ -431,6 +453,45 @@ def _tie_days(
     )
     formed = np.where(pre_tie, -1, formed)
     return formed, pre_tie | (first < n_days)
+
+
+def _with_outsiders(
+    rng: np.random.Generator,
+    share: float,
+    comm: np.ndarray,
+    reg_day: np.ndarray,
+    e_src: np.ndarray,
+    e_peer: np.ndarray,
+    formed: np.ndarray,
+    n_days: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ties among users plus ties to outsiders (peer ``n + k``), sorted by source.
+
+    A user with ``c`` ties among users gets Poisson(``c * share / (1 - share)``) outsider
+    ties, so outsiders are about ``share`` of all ties; the ties among users are unchanged.
+    """
+    n = comm.size
+    if share <= 0 or e_src.size == 0:
+        return e_src, e_peer, formed
+    k = rng.poisson(np.bincount(e_src, minlength=n) * (share / (1 - share)))
+    src = np.repeat(np.arange(n, dtype=np.int64), k)
+    members = np.argsort(comm, kind="stable")  # outsider slots grouped by community
+    size = np.bincount(comm)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    c = comm[src]
+    inside = rng.random(src.size) < WITHIN_COMMUNITY
+    within = members[start[c] + np.floor(rng.random(src.size) * size[c]).astype(np.int64)]
+    slot = np.where(inside, within, np.floor(rng.random(src.size) * n).astype(np.int64))
+    key = np.unique(src * n + slot)  # dedupe
+    o_src, o_peer = key // n, n + key % n
+    o_formed, alive = _tie_days(rng, reg_day[o_src] + 1, n_days)
+    all_src = np.concatenate([e_src, o_src[alive]])
+    order = np.argsort(all_src, kind="stable")  # a user's ties among users first
+    return (
+        all_src[order],
+        np.concatenate([e_peer, o_peer[alive]])[order],
+        np.concatenate([formed, o_formed[alive]])[order],
+    )
 
 
 def id_numbers(rng: np.random.Generator, pop: Population) -> pl.Series:

@@ -25,15 +25,16 @@ What each table shows of the world:
   post-loan checks on open loans, and this lender's own inquiry at every application.
 - ``transactions``: salary on a pay day (jitter and amount spread from income stability;
   skipped months under heavy stress), irregular 'other' income for gig / self-employed
-  (cut by the macro shock), transfers and red packets with friends (transfers *in* rise with
-  stress: borrowing from friends), refunds, bills, disbursements and repayments of other
-  lenders' loans (multi-lending) and of this lender's loans.
+  (cut by the macro shock), transfers and red packets with friends, customers or outsiders
+  (transfers *in* rise with stress: borrowing from friends), refunds, bills, disbursements and
+  repayments of other lenders' loans (multi-lending) and of this lender's loans.
 - ``consumption``: volume by income; category mix by impulsivity (luxury, gaming,
   entertainment, shopping), income (travel, luxury, dining), life stage and stress
   (groceries up, big-ticket categories and amounts down); stress and impulsivity give more
   00-06 local purchases and more ``credit`` payments.
 - ``social``: friend_add when a tie forms during the period, then messages, likes, comments
-  and red packets with existing friends (mostly within the community).
+  and red packets with existing friends (mostly within the community; about
+  ``outsider_share`` of them outsiders, who are not customers).
 - ``app_events``: sessions (login first) with loan-product views, rate comparisons and limit
   checks rising with appetite and stress, night use under stress, application sessions,
   repayment-page sessions before each repayment, push_open during the campaign; the device
@@ -647,7 +648,7 @@ def transactions(
     us = np.concatenate(cols["us"])
     o = _sorted(tl, day, u, us)
     cp = np.concatenate(cols["cp"])[o]
-    cp_ids = pop.uid.gather(np.maximum(cp, 0))
+    cp_ids = pop.peer_ids.gather(np.maximum(cp, 0))
     cp_ids = _mask(cp_ids, cp >= 0)
     df = _frame(
         "transactions",
@@ -790,7 +791,7 @@ def social(rng: np.random.Generator, pop: Population, tl: Timeline, cfg: Generat
         "social",
         {
             "user_id": pop.uid.gather(U[o]),
-            "peer_id": pop.uid.gather(P[o]),
+            "peer_id": pop.peer_ids.gather(P[o]),
             "ts": _ts(US[o]),
             "interaction": _labels(INTERACTIONS, K[o]),
         },

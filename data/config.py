@@ -74,6 +74,13 @@ class ValidationSettings(BaseModel):
         0.01, ge=0, le=1, description="Above this share, timestamps are shifted: stop"
     )
     gx_sample_rows: int = Field(20_000, ge=100, description="Rows per table GX validates")
+    max_application_pairs: float = Field(
+        50.0,
+        gt=0,
+        description="Most (row, application) pairs the feature build may join per row of a "
+        "table: above it (a few ids holding most rows and applications, such as a default "
+        "value in place of user_id) the build would grow with their product, so the gate stops",
+    )
     key_bucket_rows: int = Field(
         4_000_000,
         ge=1_000,

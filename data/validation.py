@@ -85,6 +85,19 @@ ORDER = (
     "_truth",
 )
 AS_OF_RULE_KINDS = (Kind.BEFORE_AS_OF, Kind.LOAN_BEFORE_AS_OF)
+# The columns through which the feature build pairs a table's rows with applications: each
+# row meets every application of the person it names (a loan: of its borrower).
+APPLICANT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "applications": ("user_id",),
+    "repayments": ("loan_id",),
+    "transactions": ("user_id",),
+    "consumption": ("user_id",),
+    "social": ("user_id", "peer_id"),
+    "app_events": ("user_id",),
+    "bureau_inquiries": ("user_id",),
+    "bureau_snapshots": ("user_id",),
+}
+APPLICATIONS = "_applications"
 REPEATED_FILES_SHOWN = 10
 
 
@@ -183,6 +196,12 @@ class Parents:
 
     key_hashes: dict[tuple[str, str], pl.Series] = field(default_factory=dict)
     future_loans: pl.DataFrame | None = None
+    # Per person (``user_id``) and per loan (``loan_id``, its borrower's): the hash of the id
+    # and the applications kept for that person, ``_applications``.
+    applications_of: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+    def weights(self, column: str) -> pl.DataFrame | None:
+        return self.applications_of.get("loan_id" if column == "loan_id" else "user_id")
 
 
 def row_stage(table: Table) -> list[Rule]:
@@ -215,6 +234,21 @@ def _reference_rule(rule: Rule, parents: Parents) -> pl.Expr:
     assert rule.references is not None
     known = parents.key_hashes[rule.references].implode()
     return value_hash(rule.column).is_in(known).fill_null(True)
+
+
+def application_pairs(rows: pl.LazyFrame, table: Table, parents: Parents) -> list[pl.LazyFrame]:
+    """Queries of one number each: how many (row, application) pairs the feature build's
+    joins make of `rows`, through each of the table's :data:`APPLICANT_COLUMNS` whose
+    applications are known."""
+    queries = []
+    for column in APPLICANT_COLUMNS.get(table.name, ()):
+        weights = parents.weights(column)
+        if weights is None:
+            continue
+        hashed = rows.select(value_hash(column).alias(KEY)).drop_nulls()
+        joined = hashed.join(weights.lazy(), on=KEY, how="inner")
+        queries.append(joined.select(pl.col(APPLICATIONS).sum()))
+    return queries
 
 
 def flag_rows(
@@ -283,6 +317,7 @@ class TableCheck:
     sample: pl.DataFrame
     repeats: Repeats
     repeated_files: dict[str, int] = field(default_factory=dict)
+    application_pairs: int = 0  # (row, application) pairs the feature build's joins make
 
 
 def check_table(
@@ -312,7 +347,7 @@ def check_table(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     buckets = buckets_for(rows_read, settings.key_bucket_rows)
-    pl.collect_all(
+    _, _, *pairs = pl.collect_all(
         [
             flagged.filter(~passed | pl.col(REFERENCE).is_not_null() | picked)
             .select(*quarantine_columns(table), REFERENCE)
@@ -320,6 +355,7 @@ def check_table(
             bucket_sink(
                 flagged.filter(passed).select(ROW, key_hash(key, seed=0).alias(KEY)), keys, buckets
             ),
+            *application_pairs(flagged.filter(passed), table, parents),
         ],
         engine="streaming",
     )
@@ -347,6 +383,7 @@ def check_table(
         sample=gx_sample(kept_sample, quarantine, table, half, as_of, timezone),
         repeats=repeats,
         repeated_files=_files_of(numbered, repeats.involved),
+        application_pairs=sum(int(p.item() or 0) for p in pairs),
     )
     shutil.rmtree(work)
     return check
@@ -451,6 +488,7 @@ def _remember(parents: Parents, name: str, kept: pl.LazyFrame, aside: pl.LazyFra
         parents.key_hashes[("applications", "application_id")] = _hashes(kept, "application_id")
         approved = kept.filter(pl.col("decision") == "approved")
         parents.key_hashes[("applications", "loan_id")] = _hashes(approved, "loan_id")
+        parents.applications_of = _applications_of(kept)
         if aside is not None:
             parents.future_loans = (
                 aside.filter(pl.col(REASON) == "applied_at_before_as_of")
@@ -463,6 +501,59 @@ def _remember(parents: Parents, name: str, kept: pl.LazyFrame, aside: pl.LazyFra
 
 def _hashes(frame: pl.LazyFrame, column: str) -> pl.Series:
     return frame.select(value_hash(column)).collect().to_series().drop_nulls().unique()
+
+
+def _applications_of(applications: pl.LazyFrame) -> dict[str, pl.DataFrame]:
+    """Kept applications per person and per loan (its borrower's), by the hash of the id."""
+    count = pl.len().cast(pl.UInt64).alias(APPLICATIONS)
+    people = applications.group_by(value_hash("user_id").alias(KEY)).agg(count).collect()
+    loans = (
+        applications.filter(pl.col("decision") == "approved")
+        .select(value_hash("loan_id").alias(KEY), value_hash("user_id").alias("_person"))
+        .join(people.lazy().rename({KEY: "_person"}), on="_person")
+        .drop("_person")
+        .collect()
+    )
+    return {"user_id": people, "loan_id": loans}
+
+
+def most_paired(frame: pl.LazyFrame, table: Table, parents: Parents) -> tuple[str, str, int, int]:
+    """The id whose rows and applications make the most pairs: (column, id, rows, applications)."""
+    found = []
+    for column in APPLICANT_COLUMNS.get(table.name, ()):
+        weights = parents.weights(column)
+        if weights is None:
+            continue
+        top = (
+            frame.group_by(column)
+            .len()
+            .drop_nulls(column)
+            .with_columns(value_hash(column).alias(KEY))
+            .join(weights.lazy(), on=KEY)
+            .sort(pl.col("len") * pl.col(APPLICATIONS), column, descending=[True, False])
+            .head(1)
+            .collect(engine="streaming")
+        )
+        if not top.is_empty():
+            found.append((column, top[column][0], top["len"][0], top[APPLICATIONS][0]))
+    return max(found, key=lambda f: f[2] * f[3])
+
+
+def _pairs_stop(
+    name: str, check: TableCheck, kept: pl.LazyFrame, parents: Parents, limit: float
+) -> list[str]:
+    people = parents.applications_of.get("user_id")
+    applications = 0 if people is None else int(people[APPLICATIONS].sum())
+    rows = max(check.rows_scanned, applications, 1)
+    if check.application_pairs <= limit * rows:
+        return []
+    column, value, n, apps = most_paired(kept, TABLES[name], parents)
+    return [
+        f"table {name}: the feature build would pair its rows with applications "
+        f"{check.application_pairs:,} times, {check.application_pairs / rows:,.0f}x its rows "
+        f"(limit {limit:g}x): {column} {value} alone holds {n:,} rows, each paired with "
+        f"{apps:,} applications. Is a default value written in place of the id?"
+    ]
 
 
 def repeated_rows_note(check: TableCheck) -> str | None:
@@ -561,7 +652,11 @@ def run_gate(
         report.samples[name] = check.sample
         aside = pl.scan_parquet(check.quarantine) if check.quarantine is not None else None
         _remember(parents, name, kept, aside)
+        if name == "applications":
+            people = parents.applications_of["user_id"]
+            check.application_pairs = int((people[APPLICATIONS] ** 2).sum())
         stops = _table_stops(name, report.tables[name], check, settings)
+        stops += _pairs_stop(name, check, kept, parents, settings.max_application_pairs)
         report.stops += stops
         report.warnings += _table_warnings(name, check, stops)
     shutil.rmtree(out / ".work", ignore_errors=True)

@@ -248,6 +248,31 @@ def test_every_row_sharing_one_id_is_set_aside(raw: Path, tmp_path: Path) -> Non
     assert any("rows share a unique id with rows of different content" in s for s in report.stops)
 
 
+def test_one_user_holding_the_applications_and_the_events_stops_the_gate(
+    raw: Path, tmp_path: Path
+) -> None:
+    # Contract-valid, but the feature build would pair every purchase with every application.
+    someone = pl.read_parquet(files(raw, "users")[0])["user_id"][0]
+    for table in ("applications", "consumption"):
+        rewrite(raw, table, lambda df: df.with_columns(user_id=pl.lit(someone)), n=10_000)
+    report = gate(raw, tmp_path)
+    applications = rows_on_disk(raw, "applications")
+    purchases = rows_on_disk(raw, "consumption")
+    stops = {stop.split(":")[0]: stop for stop in report.stops}
+    # Their loans' repayments meet every application too (the history family).
+    assert set(stops) == {"table applications", "table repayments", "table consumption"}
+    assert f"{applications * purchases:,} times" in stops["table consumption"]
+    assert f"user_id {someone} alone holds {purchases:,} rows" in stops["table consumption"]
+    assert all(count.rows_set_aside == 0 for count in report.tables.values())
+
+
+def test_a_heavy_user_on_a_few_rows_does_not_stop_the_gate(raw: Path, tmp_path: Path) -> None:
+    someone = pl.read_parquet(files(raw, "users")[0])["user_id"][0]
+    rewrite(raw, "applications", lambda df: df.with_columns(user_id=pl.lit(someone)), n=10)
+    report = gate(raw, tmp_path)
+    assert report.ok, report.stops
+
+
 def test_exact_duplicate_rows_in_a_table_without_ids(raw: Path, tmp_path: Path) -> None:
     rewrite(raw, "app_events", lambda df: pl.concat([df, df.head(4)]))
     report = gate(raw, tmp_path)

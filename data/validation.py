@@ -367,7 +367,9 @@ def check_table(
     repeats = judge(
         numbered, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
     )
-    reasons, quarantine, aside = _write_quarantine(staged, numbered, repeats, table, path)
+    reasons, quarantine, aside, repeated_files = _write_quarantine(
+        staged, numbered, repeats, table, path
+    )
     kept_sample = (
         pl.scan_parquet(staged)
         .filter(passed & pl.col(REFERENCE).is_null() & ~repeats.aside.expr(ROW))
@@ -382,7 +384,7 @@ def check_table(
         aside_rows=aside,
         sample=gx_sample(kept_sample, quarantine, table, half, as_of, timezone),
         repeats=repeats,
-        repeated_files=_files_of(numbered, repeats.involved),
+        repeated_files=repeated_files,
         application_pairs=sum(int(p.item() or 0) for p in pairs),
     )
     shutil.rmtree(work)
@@ -391,16 +393,20 @@ def check_table(
 
 def _write_quarantine(
     staged: Path, numbered: pl.LazyFrame, repeats: Repeats, table: Table, path: Path
-) -> tuple[dict[str, int], Path | None, RowSet]:
+) -> tuple[dict[str, int], Path | None, RowSet, dict[str, int]]:
     """Write the set-aside rows, each with the first rule it broke: row rules (staged), then
     uniqueness (fetched from the table), then references (staged). Return the count of each
-    reason, the file (None: nothing set aside) and the positions set aside."""
+    reason, the file (None: nothing set aside), the positions set aside, and how many rows
+    that repeat (set aside, or kept as the first copy) each raw file holds, most first."""
     columns = quarantine_columns(table)
     staged_rows = pl.scan_parquet(staged)
     parts = [staged_rows.filter(pl.col(REASON).is_not_null()).select(columns)]
+    queries = []
     if repeats.aside:
         unique = pl.lit(unique_rule(table).name, reason_dtype(table)).alias(REASON)
-        parts.append(numbered.filter(repeats.aside.expr(ROW)).with_columns(unique).select(columns))
+        repeated = numbered.filter(repeats.involved.expr(ROW))
+        parts.append(repeated.filter(repeats.aside.expr(ROW)).with_columns(unique).select(columns))
+        queries.append(repeated.group_by(SOURCE_FILE).len())
     dangling = pl.col(REASON).is_null() & pl.col(REFERENCE).is_not_null()
     parts.append(
         staged_rows.filter(dangling & ~repeats.aside.expr(ROW))
@@ -408,29 +414,21 @@ def _write_quarantine(
         .select(columns)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    pl.concat(parts).sink_parquet(path, engine="streaming")
+    _, *files = pl.collect_all(
+        [pl.concat(parts).sink_parquet(path, lazy=True), *queries], engine="streaming"
+    )
+    by_file = (
+        pl.concat(files).sort(["len", SOURCE_FILE], descending=[True, False]) if files else None
+    )
+    repeated_files = dict(by_file.iter_rows()) if by_file is not None else {}
     aside = RowSet(repeats.aside.size)
     rows = pl.scan_parquet(path).select(ROW)
     aside.add_batches(rows.collect_batches(engine="streaming"), ROW)
     reasons = pl.scan_parquet(path).group_by(REASON).len().sort(REASON).collect()
     if reasons.is_empty():
         path.unlink()
-        return {}, None, aside
-    return {str(reason): n for reason, n in reasons.iter_rows()}, path, aside
-
-
-def _files_of(numbered: pl.LazyFrame, rows: RowSet) -> dict[str, int]:
-    """How many of the given rows each file holds, most first (empty without rows)."""
-    if not rows:
-        return {}
-    counts = (
-        numbered.filter(rows.expr(ROW))
-        .group_by(SOURCE_FILE)
-        .len()
-        .sort(["len", SOURCE_FILE], descending=[True, False])
-        .collect(engine="streaming")
-    )
-    return dict(counts.iter_rows())
+        return {}, None, aside, repeated_files
+    return {str(r): n for r, n in reasons.iter_rows()}, path, aside, repeated_files
 
 
 def gx_sample(

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from data.contract import TABLES
+from data.contract import TABLES, within_record_range
 from data.readers import ContractError
 from data.rules import time_column
 
@@ -218,15 +218,19 @@ def _repayments_as_of(
 
 
 def latest_record_dates(tables: dict[str, pl.LazyFrame], timezone: str) -> dict[str, date]:
-    """Local date of each table's latest record (tables without rows or time left out)."""
+    """Local date of each table's latest record (tables without rows or time left out).
+
+    Records outside pdflow's bounds on time (``data.contract.within_record_range``), which
+    the gate sets aside, are left out too."""
     latest: dict[str, date] = {}
     for name, frame in tables.items():
         table = TABLES[name]
         column = "paid_at" if name == "repayments" else time_column(table)
         if column is None:
             continue
-        last = pl.col(column).max()
-        if table.column(column).dtype != pl.Date:
+        dtype = table.column(column).dtype
+        last = pl.col(column).filter(within_record_range(pl.col(column), dtype)).max()
+        if dtype != pl.Date:
             last = local_date(last, timezone)
         value = frame.select(last).collect().item()
         if value is not None:

@@ -8,6 +8,7 @@ from it; nothing else spells a column type out again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 
 import polars as pl
 
@@ -19,7 +20,21 @@ CONTRACT_VERSION = "1.1"
 # CNY a square of hundredths is 1e28, so a sum of them holds over 1e10 rows). Such rows
 # are set aside like any other rule's, rather than crash the build or wrap around.
 MAX_AMOUNT = 1e12
+# pdflow's own bounds on every timestamp and date, which the contract leaves open: Python's
+# dates end in year 9999 (a default as-of date is the day after the latest record), and no
+# lender's log predates 1900 (the contract's own earliest birth year), so a record outside
+# them is an export fault (a sentinel or a unit error) and is set aside.
+EARLIEST_RECORD = date(1900, 1, 1)
+LATEST_RECORD = date(9999, 1, 1)
 UTC_TIMESTAMP = pl.Datetime("us", "UTC")
+
+
+def within_record_range(values: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Whether each timestamp or date lies in [EARLIEST_RECORD, LATEST_RECORD)."""
+    if dtype == pl.Date:
+        return values.is_between(EARLIEST_RECORD, LATEST_RECORD, closed="left")
+    bounds = [datetime.combine(d, time(), tzinfo=UTC) for d in (EARLIEST_RECORD, LATEST_RECORD)]
+    return values.is_between(*(pl.lit(b, dtype=dtype) for b in bounds), closed="left")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from data.contract import TABLES, Table
+from data.contract import EARLIEST_RECORD, LATEST_RECORD, TABLES, Table
 
 
 class Kind(StrEnum):
@@ -24,6 +24,7 @@ class Kind(StrEnum):
     POSITIVE = "positive"
     NON_NEGATIVE = "non_negative"
     IN_RANGE = "in_range"
+    TIME_RANGE = "time_range"
     BEFORE_AS_OF = "before_as_of"
     PARTITION_DATE = "partition_date"
     LOAN_ID_IFF_APPROVED = "loan_id_iff_approved"
@@ -39,6 +40,7 @@ ROW_KINDS = (
     Kind.POSITIVE,
     Kind.NON_NEGATIVE,
     Kind.IN_RANGE,
+    Kind.TIME_RANGE,
     Kind.BEFORE_AS_OF,
     Kind.PARTITION_DATE,
     Kind.LOAN_ID_IFF_APPROVED,
@@ -137,6 +139,17 @@ def _column_rules(table: Table) -> list[Rule]:
                     min_value=col.min_value,
                     max_value=col.max_value,
                     description=_range_description(name, col.min_value, col.max_value),
+                )
+            )
+        if col.dtype.is_temporal():
+            rules.append(
+                Rule(
+                    f"{name}_in_range",
+                    table.name,
+                    Kind.TIME_RANGE,
+                    (name,),
+                    description=f"{name} on or after {EARLIEST_RECORD} and before "
+                    f"{LATEST_RECORD} (pdflow's bound)",
                 )
             )
     return rules

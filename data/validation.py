@@ -52,7 +52,7 @@ from data.asof import (
     mask_future_payments,
 )
 from data.config import ValidationSettings
-from data.contract import TABLES, Table
+from data.contract import TABLES, Table, within_record_range
 from data.readers import SOURCE_FILE, SOURCE_PARTITION, ContractError, scan_raw
 from data.repeats import (
     KEY,
@@ -154,6 +154,8 @@ def row_rule(rule: Rule, table: Table, as_of: date, timezone: str) -> pl.Expr:
             low = rule.min_value if rule.min_value is not None else -float("inf")
             high = rule.max_value if rule.max_value is not None else float("inf")
             ok = col.is_between(low, high) & _finite(col, dtype)
+        case Kind.TIME_RANGE:
+            ok = within_record_range(col, dtype)
         case Kind.BEFORE_AS_OF:
             limit = as_of if dtype == pl.Date else day_start_utc(as_of, timezone)
             ok = col < pl.lit(limit, dtype=dtype)

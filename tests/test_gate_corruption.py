@@ -169,6 +169,29 @@ def test_a_user_named_as_their_own_peer_is_set_aside(
     assert set(quarantined(report, table)[REASON]) == {reason}
 
 
+@pytest.mark.parametrize("micros", [-(2**62), -(2**61), 2**61, 2**62])
+def test_timestamps_python_cannot_hold_are_set_aside(
+    raw: Path, tmp_path: Path, micros: int
+) -> None:
+    # Years around -144,000 and 148,000: contract-valid types, but no date can be inferred or
+    # computed from them; they would move the default as-of date out of reach.
+    absurd = pl.lit(micros, pl.Int64).cast(pl.Datetime("us", "UTC"))
+    broken = 2
+    for table, column in (("consumption", "ts"), ("repayments", "paid_at")):
+        rewrite(
+            raw,
+            table,
+            lambda df, c=column: df.with_columns(
+                pl.when(pl.int_range(pl.len()) < broken).then(absurd).otherwise(pl.col(c)).alias(c)
+            ),
+        )
+    clean_as_of = gate(raw, tmp_path / "clean").as_of
+    report = gate(raw, tmp_path)
+    assert report.as_of == clean_as_of < date(2025, 1, 1)
+    assert report.tables["consumption"].reasons == {"ts_in_range": broken}
+    assert report.tables["repayments"].reasons == {"paid_at_in_range": broken}
+
+
 def test_rows_after_the_as_of_date_are_set_aside_and_payments_read_unpaid(
     raw: Path, tmp_path: Path
 ) -> None:

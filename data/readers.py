@@ -22,6 +22,7 @@ import polars as pl
 from data.contract import TABLES, Table
 
 SOURCE_FILE = "_file"
+SOURCE_ROW = "_row"
 SOURCE_PARTITION = "_dt"
 PARTITION_DIR = re.compile(r"^dt=(.*)$")
 
@@ -174,7 +175,9 @@ def _uniform_groups(schemas: dict[Path, pl.Schema], table: Table) -> list[list[P
     return list(groups.values())
 
 
-def _scan_group(group: list[Path], table: Table, with_source: bool) -> pl.LazyFrame:
+def _scan_group(
+    group: list[Path], table: Table, with_source: bool, first_row: int = 0
+) -> pl.LazyFrame:
     hive = partition_date(group[0], table) is not None
     frame = pl.scan_parquet(
         group,
@@ -182,18 +185,40 @@ def _scan_group(group: list[Path], table: Table, with_source: bool) -> pl.LazyFr
         hive_schema={"dt": pl.Date()} if hive and with_source else None,
         extra_columns="ignore",
         include_file_paths=SOURCE_FILE if with_source else None,
+        # Numbered by the reader itself: a row index added after the projection is a plan
+        # node of its own, and a selective filter behind it held whole decoded files in
+        # memory (2.2 GiB for 1 row in 13,000 of 127M purchases, against 0.14 GiB).
+        row_index_name=SOURCE_ROW if with_source else None,
+        row_index_offset=first_row,
     )
     columns = _contract_projection(table)
     if with_source:
         dt = pl.col("dt") if hive else pl.lit(None, pl.Date())
-        columns += [pl.col(SOURCE_FILE), dt.alias(SOURCE_PARTITION)]
+        columns = [pl.col(SOURCE_ROW), *columns, pl.col(SOURCE_FILE), dt.alias(SOURCE_PARTITION)]
     return frame.select(columns)
+
+
+def _scan_groups(groups: list[list[Path]], table: Table, with_source: bool) -> pl.LazyFrame:
+    """One scan per group, concatenated; with `with_source`, rows are numbered across them."""
+    frames, first_row = [], 0
+    for group in groups:
+        frames.append(_scan_group(group, table, with_source, first_row))
+        if with_source and len(groups) > 1:
+            first_row += pl.scan_parquet(group).select(pl.len()).collect().item()
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
 def _schema(table: Table, with_source: bool) -> pl.Schema:
     if not with_source:
         return table.read_schema
-    return pl.Schema({**table.read_schema, SOURCE_FILE: pl.String(), SOURCE_PARTITION: pl.Date()})
+    return pl.Schema(
+        {
+            SOURCE_ROW: pl.get_index_type(),
+            **table.read_schema,
+            SOURCE_FILE: pl.String(),
+            SOURCE_PARTITION: pl.Date(),
+        }
+    )
 
 
 def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) -> pl.LazyFrame:
@@ -203,8 +228,9 @@ def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) ->
     which read as empty. A folder without files is an empty table with the right schema.
     Every file must carry every contract column, but only the non-PII ones are read: PII
     (``users.id_number``, ``users.phone``) and vendor extras never leave the reader. With
-    `with_source`, ``_file`` names each row's file and ``_dt`` is the date of its ``dt=``
-    partition folder (null for flat files).
+    `with_source`, ``_row`` numbers the rows from 0 in a fixed order (files sorted by path,
+    grouped by layout), ``_file`` names each row's file and ``_dt`` is the date of its
+    ``dt=`` partition folder (null for flat files).
     """
     table = TABLES[name]
     try:
@@ -220,8 +246,7 @@ def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) ->
     for path, schema in schemas.items():
         check_schema(schema, table, path)
         partition_date(path, table)
-    frames = [_scan_group(group, table, with_source) for group in _uniform_groups(schemas, table)]
-    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    return _scan_groups(_uniform_groups(schemas, table), table, with_source)
 
 
 def scan_raw(

@@ -27,14 +27,18 @@ from pathlib import Path
 
 import polars as pl
 
+from data.readers import SOURCE_FILE
+from data.readers import SOURCE_ROW as ROW
 from data.rowset import RowSet
+from data.storage import compacted
 
-ROW = "_row"
 KEY = "_key"
 KEY_HIGH = "_key_high"
 CONTENT = "_content"
 FIRST = "_first"
 EXACT = "_exact"
+FILE = "_file_hash"
+ACROSS = "_across_files"
 
 
 def key_hash(columns: list[str], seed: int) -> pl.Expr:
@@ -90,6 +94,7 @@ class Repeats:
     first_copies: RowSet  # the kept first copy of each exactly repeated row
     exact: int  # rows set aside as exact copies of a kept row
     conflicting: int  # rows set aside because their key's rows differ
+    exact_across_files: int = 0  # of the exact copies, those of a row in another file
 
     @property
     def involved(self) -> RowSet:
@@ -102,26 +107,29 @@ def no_repeats(size: int) -> Repeats:
 
 
 def judge(
-    numbered: pl.LazyFrame,
+    table: pl.LazyFrame,
     suspects: RowSet,
     key: list[str],
     content: list[str],
     folder: Path,
     bucket_rows: int,
 ) -> Repeats:
-    """Judge the `suspects` of a table scanned with ``_row`` (`numbered`): which rows share
-    their `key` with another, and whether they are exact copies (equal `content`)."""
+    """Judge the `suspects` of a `table` scanned with its row numbers and files (``_row``,
+    ``_file``): which rows share their `key` with another, whether they are exact copies
+    (equal `content`), and whether the copies are in other files."""
     verdict = no_repeats(suspects.size)
     if not suspects:
         return verdict
-    hashed = numbered.filter(suspects.expr(ROW)).select(
+    hashed = table.filter(suspects.expr(ROW)).select(
         ROW,
         key_hash(key, seed=11).alias(KEY),
         key_hash(key, seed=12).alias(KEY_HIGH),
         pl.struct(content).hash(seed=13).alias(CONTENT),
+        pl.col(SOURCE_FILE).hash(seed=14).alias(FILE),
     )
     shutil.rmtree(folder, ignore_errors=True)
-    bucket_sink(hashed, folder, buckets_for(len(suspects), bucket_rows)).collect(engine="streaming")
+    buckets = buckets_for(len(suspects), bucket_rows)
+    bucket_sink(compacted(hashed), folder, buckets).collect(engine="streaming")
     for path in bucket_files(folder):
         _judge_bucket(pl.scan_parquet(path), verdict)
     shutil.rmtree(folder, ignore_errors=True)
@@ -135,13 +143,14 @@ def _judge_bucket(rows: pl.LazyFrame, verdict: Repeats) -> None:
         .agg(
             pl.len().alias("n"),
             (pl.col(CONTENT).min() == pl.col(CONTENT).max()).alias(EXACT),
+            (pl.col(FILE).min() != pl.col(FILE).max()).alias(ACROSS),
             pl.col(ROW).min().alias(FIRST),
         )
         .filter(pl.col("n") > 1)
         .drop("n")
     )
     judged = rows.join(groups, on=keys, how="inner").select(
-        ROW, EXACT, (pl.col(ROW) == pl.col(FIRST)).alias(FIRST)
+        ROW, EXACT, ACROSS, (pl.col(ROW) == pl.col(FIRST)).alias(FIRST)
     )
     for batch in judged.collect_batches(engine="streaming"):
         kept = batch.filter(pl.col(EXACT) & pl.col(FIRST))
@@ -149,4 +158,5 @@ def _judge_bucket(rows: pl.LazyFrame, verdict: Repeats) -> None:
         verdict.first_copies.add(kept.get_column(ROW))
         verdict.aside.add(aside.get_column(ROW))
         verdict.exact += aside.filter(pl.col(EXACT)).height
+        verdict.exact_across_files += aside.filter(pl.col(EXACT) & pl.col(ACROSS)).height
         verdict.conflicting += aside.filter(~pl.col(EXACT)).height

@@ -1,7 +1,9 @@
-"""Atomic writes: a run killed half-way never leaves a half-written file behind."""
+"""Writes: atomic (a run killed half-way never leaves a half-written file behind), and sinks of
+a few rows picked from many that hold only what they keep."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -32,6 +34,24 @@ def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path
     if isinstance(frame, pl.LazyFrame):
         return write_atomic(path, lambda tmp: frame.sink_parquet(tmp))
     return write_atomic(path, lambda tmp: frame.write_parquet(tmp))
+
+
+def compacted(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """`frame` with every batch copied into buffers of its own.
+
+    A filter that keeps a few rows of each batch of a scan hands on slices of the scan's
+    decoded buffers, and a sink holds its batches until a row group is full: the staging of 1
+    purchase in 13,000 of 127M kept 6.8 GiB of decoded purchases alive (0.3 GiB copied).
+    Put it between such a filter and its sink.
+    """
+    return frame.map_batches(_copy, schema=frame.collect_schema(), streamable=True)
+
+
+def _copy(batch: pl.DataFrame) -> pl.DataFrame:
+    buffer = io.BytesIO()
+    batch.write_ipc(buffer, compression="uncompressed")
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
 
 
 def write_text_atomic(text: str, path: Path) -> Path:

@@ -53,7 +53,7 @@ from data.asof import (
 )
 from data.config import ValidationSettings
 from data.contract import TABLES, Table, within_record_range
-from data.readers import SOURCE_FILE, SOURCE_PARTITION, ContractError, scan_raw
+from data.readers import SOURCE_FILE, SOURCE_PARTITION, SOURCE_ROW, ContractError, scan_raw
 from data.repeats import (
     KEY,
     Repeats,
@@ -67,10 +67,11 @@ from data.repeats import (
 )
 from data.rowset import RowSet
 from data.rules import ROW_KINDS, RULES, Kind, Rule
+from data.storage import compacted
 
 REASON = "_reason"
 REFERENCE = "_reference"  # the first reference a row breaks, decided after uniqueness
-ROW = "_row"
+ROW = SOURCE_ROW
 # Parents first: references are checked against the rows kept of the tables before them.
 ORDER = (
     "users",
@@ -256,10 +257,11 @@ def application_pairs(rows: pl.LazyFrame, table: Table, parents: Parents) -> lis
 def flag_rows(
     frame: pl.LazyFrame, table: Table, as_of: date, timezone: str, parents: Parents
 ) -> pl.LazyFrame:
-    """Add the row number ``_row``, one ``_rule_*`` column per row-stage rule and per
-    reference, ``_reason`` (the first row-stage rule each row breaks) and ``_reference`` (the
-    first reference it breaks). Uniqueness comes between the two: :func:`check_table` decides
-    it, and with it the reason of a row that breaks a reference."""
+    """To a table scanned with its row numbers (``scan_raw(..., with_source=True)``), add one
+    ``_rule_*`` column per row-stage rule and per reference, ``_reason`` (the first row-stage
+    rule each row breaks) and ``_reference`` (the first reference it breaks). Uniqueness
+    comes between the two: :func:`check_table` decides it, and with it the reason of a row
+    that breaks a reference."""
     rules = row_stage(table)
     references = reference_rules(table, parents)
     verdicts = [
@@ -269,7 +271,7 @@ def flag_rows(
         for r in rules
     ]
     verdicts += [_reference_rule(r, parents) for r in references]
-    frame = frame.with_row_index(ROW).with_columns(
+    frame = frame.with_columns(
         verdict.alias(flag(r)) for r, verdict in zip([*rules, *references], verdicts, strict=True)
     )
     dtype = reason_dtype(table)
@@ -287,10 +289,11 @@ def kept_rows(frame: pl.LazyFrame, table: Table, as_of: date, timezone: str) -> 
 
 
 def without_rows(frame: pl.LazyFrame, rows: RowSet | None) -> pl.LazyFrame:
-    """`frame` less the rows at the given positions (the rows the gate set aside)."""
+    """`frame` (scanned with its row numbers) less the rows at the given positions (the rows
+    the gate set aside)."""
     if not rows:
         return frame
-    return frame.with_row_index(ROW).filter(~rows.expr(ROW)).drop(ROW)
+    return frame.filter(~rows.expr(ROW))
 
 
 def set_aside_reasons(report: GateReport, table: str, where: pl.Expr) -> dict[str, int]:
@@ -351,9 +354,11 @@ def check_table(
     buckets = buckets_for(rows_read, settings.key_bucket_rows)
     _, _, *pairs = pl.collect_all(
         [
-            flagged.filter(~passed | pl.col(REFERENCE).is_not_null() | picked)
-            .select(*quarantine_columns(table), REFERENCE)
-            .sink_parquet(staged, lazy=True),
+            compacted(
+                flagged.filter(~passed | pl.col(REFERENCE).is_not_null() | picked).select(
+                    *quarantine_columns(table), REFERENCE
+                )
+            ).sink_parquet(staged, lazy=True),
             bucket_sink(
                 flagged.filter(passed).select(ROW, key_hash(key, seed=0).alias(KEY)), keys, buckets
             ),
@@ -364,13 +369,12 @@ def check_table(
     files = bucket_files(keys)
     failed = pl.scan_parquet(staged).filter(~passed).select(pl.len()).collect().item()
     rows_scanned = rows_in(files) + failed
-    numbered = frame.with_row_index(ROW)
     suspects = repeated_keys(files, rows_read)
     repeats = judge(
-        numbered, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
+        frame, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
     )
     reasons, quarantine, aside, repeated_files = _write_quarantine(
-        staged, numbered, repeats, table, path
+        staged, frame, repeats, table, path
     )
     kept_sample = (
         pl.scan_parquet(staged)
@@ -394,7 +398,7 @@ def check_table(
 
 
 def _write_quarantine(
-    staged: Path, numbered: pl.LazyFrame, repeats: Repeats, table: Table, path: Path
+    staged: Path, frame: pl.LazyFrame, repeats: Repeats, table: Table, path: Path
 ) -> tuple[dict[str, int], Path | None, RowSet, dict[str, int]]:
     """Write the set-aside rows, each with the first rule it broke: row rules (staged), then
     uniqueness (fetched from the table), then references (staged). Return the count of each
@@ -406,8 +410,9 @@ def _write_quarantine(
     queries = []
     if repeats.aside:
         unique = pl.lit(unique_rule(table).name, reason_dtype(table)).alias(REASON)
-        repeated = numbered.filter(repeats.involved.expr(ROW))
-        parts.append(repeated.filter(repeats.aside.expr(ROW)).with_columns(unique).select(columns))
+        repeated = frame.filter(repeats.involved.expr(ROW))
+        aside = repeated.filter(repeats.aside.expr(ROW)).with_columns(unique).select(columns)
+        parts.append(compacted(aside))
         queries.append(repeated.group_by(SOURCE_FILE).len())
     dangling = pl.col(REASON).is_null() & pl.col(REFERENCE).is_not_null()
     parts.append(
@@ -565,17 +570,20 @@ def repeated_rows_note(check: TableCheck) -> str | None:
     shown = ", ".join(f"{name} ({rows:,} rows)" for name, rows in files[:REPEATED_FILES_SHOWN])
     more = len(files) - REPEATED_FILES_SHOWN
     shown += f" and {more} more" if more > 0 else ""
-    if repeats.exact >= repeats.conflicting:
+    exact, conflicting, across = repeats.exact, repeats.conflicting, repeats.exact_across_files
+    if exact >= conflicting:
         cause = (
-            f"{repeats.exact:,} rows are exact copies of other rows: a file or day was probably "
+            f"{exact:,} rows are exact copies of rows in other files: a file or day was probably "
             "loaded twice"
+            if across * 2 >= exact
+            else f"{exact:,} rows are exact copies of other rows, {across:,} of them in other files"
         )
-        if repeats.conflicting:
-            cause += f" ({repeats.conflicting:,} more share an id with different content)"
+        cause += (
+            f" ({conflicting:,} more share an id with different content)" if conflicting else ""
+        )
     else:
-        cause = f"{repeats.conflicting:,} rows share a unique id with rows of different content"
-        if repeats.exact:
-            cause += f" ({repeats.exact:,} more are exact copies)"
+        cause = f"{conflicting:,} rows share a unique id with rows of different content"
+        cause += f" ({exact:,} more are exact copies)" if exact else ""
     return f"{cause}; files whose rows repeat: {shown}"
 
 

@@ -300,6 +300,8 @@ def test_exact_duplicate_rows_in_a_table_without_ids(raw: Path, tmp_path: Path) 
     rewrite(raw, "app_events", lambda df: pl.concat([df, df.head(4)]))
     report = gate(raw, tmp_path)
     assert report.tables["app_events"].reasons == {"row_unique": 4}
+    (warning,) = report.warnings  # repeated within one file: not a file loaded twice
+    assert "4 rows are exact copies of other rows, 0 of them in other files" in warning
 
 
 def test_repayment_of_an_unknown_loan(raw: Path, tmp_path: Path) -> None:

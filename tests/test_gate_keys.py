@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from data.readers import SOURCE_FILE
 from data.repeats import (
     KEY,
     ROW,
@@ -55,12 +56,18 @@ def test_row_set_filters_a_streaming_scan(tmp_path: Path) -> None:
     assert kept["x"].to_list() == [x for x in range(100_000) if x % 3]
 
 
-def _numbered(frame: pl.DataFrame) -> pl.LazyFrame:
-    return frame.lazy().with_row_index(ROW)
+def _numbered(frame: pl.DataFrame, files: list[str]) -> pl.LazyFrame:
+    return frame.lazy().with_row_index(ROW).with_columns(pl.Series(SOURCE_FILE, files))
 
 
-def _verdict(frame: pl.DataFrame, key: list[str], tmp_path: Path, bucket_rows: int = 1_000):
-    numbered = _numbered(frame)
+def _verdict(
+    frame: pl.DataFrame,
+    key: list[str],
+    tmp_path: Path,
+    bucket_rows: int = 1_000,
+    files: list[str] | None = None,
+):
+    numbered = _numbered(frame, files or ["part-0.parquet"] * frame.height)
     folder = tmp_path / "keys"
     buckets = max(1, -(-frame.height // bucket_rows))
     passing = numbered.select(ROW, key_hash(key, seed=0).alias(KEY))
@@ -83,6 +90,7 @@ def test_exact_copies_keep_the_first_and_conflicts_lose_all(tmp_path: Path) -> N
         }
     )
     suspects, verdict = _verdict(frame, ["id"], tmp_path)
+    assert verdict.exact_across_files == 0
     assert rows_of(suspects) == [0, 2, 3, 5, 6]
     # "a" is three exact copies: the first is kept; "c" has two versions: both go.
     assert rows_of(verdict.aside) == [2, 3, 5, 6]
@@ -107,7 +115,9 @@ def test_every_row_sharing_one_key_is_one_group_in_one_bucket(tmp_path: Path) ->
 def test_a_table_loaded_twice_keeps_one_copy_of_each_row(tmp_path: Path) -> None:
     once = pl.DataFrame({"user": [f"u{i % 300}" for i in range(3_000)], "v": range(3_000)})
     frame = pl.concat([once, once])
-    _, verdict = _verdict(frame, ["user", "v"], tmp_path, bucket_rows=1_000)
+    files = ["day.parquet"] * 3_000 + ["day-again.parquet"] * 3_000
+    _, verdict = _verdict(frame, ["user", "v"], tmp_path, bucket_rows=1_000, files=files)
+    assert verdict.exact_across_files == 3_000
     assert rows_of(verdict.first_copies) == list(range(3_000))
     assert rows_of(verdict.aside) == list(range(3_000, 6_000))
     assert verdict.exact == 3_000 and verdict.conflicting == 0

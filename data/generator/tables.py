@@ -132,14 +132,25 @@ def _days(rng: np.random.Generator, pop: Population, tl: Timeline, u, m) -> np.n
 def _tod(
     rng: np.random.Generator, p_night: np.ndarray, lo_us: int = 0, hi_us: int = DAY_US
 ) -> np.ndarray:
-    """Microseconds since local midnight: night (00-06) with ``p_night``, else a day curve."""
+    """Microseconds since local midnight: night (00-06) with ``p_night``, else a day curve.
+
+    Draws outside the day's hours or the bounds are folded back in, not clipped: clipping
+    piled them on one instant (06:00:00 exactly), where two events of one user on one day
+    made an exact duplicate row, which the data gate rightly sets aside."""
     n = p_night.size
     night = rng.random(n) < p_night
     h = np.where(rng.random(n) < 0.55, rng.normal(12.5, 2.8, n), rng.normal(20.0, 1.8, n))
-    h = np.clip(h, 6.0, 23.999)
+    h = _fold(h, 6.0, 24.0 - 1e-9)
     h = np.where(night, rng.uniform(0.0, 6.0, n), h)
     us = (h * HOUR_US).astype(np.int64)
-    return np.clip(us, lo_us, hi_us - 1)
+    return _fold(us, lo_us, hi_us - 1)
+
+
+def _fold(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """`x` reflected at `lo` and `hi` into [lo, hi] (clipped only if still outside)."""
+    x = np.where(x < lo, 2 * lo - x, x)
+    x = np.where(x > hi, 2 * hi - x, x)
+    return np.clip(x, lo, hi)
 
 
 def _night_p(pop: Population, u, s, base: float = -3.3) -> np.ndarray:

@@ -208,6 +208,12 @@ def _scan_groups(groups: list[list[Path]], table: Table, with_source: bool) -> p
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
+def scan_file(path: Path, table: Table) -> pl.LazyFrame:
+    """One file of a table alone, as :func:`scan_table` with `with_source` reads it (its rows
+    numbered from 0 within the file). The file's footer must already have been checked."""
+    return _scan_group([path], table, with_source=True)
+
+
 def _schema(table: Table, with_source: bool) -> pl.Schema:
     if not with_source:
         return table.read_schema

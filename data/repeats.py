@@ -74,16 +74,34 @@ def rows_in(files: list[Path]) -> int:
     return pl.scan_parquet(files).select(pl.len()).collect().item()
 
 
-def repeated_keys(files: list[Path], size: int) -> RowSet:
-    """The positions (of a table of `size` rows) of the rows whose ``_key`` occurs more than
-    once, from the bucket files of :func:`bucket_sink`."""
+def repeated_keys(
+    files: list[Path], size: int, among: pl.Expr, watched: pl.Series, bucket_rows: int
+) -> tuple[RowSet, pl.Series]:
+    """From the bucket files of :func:`bucket_sink`: the positions (of a table of `size`
+    rows) of the rows `among` which their ``_key`` occurs more than once, and which of the
+    `watched` keys do."""
     suspects = RowSet(size)
+    repeated = [watched.clear()]
     for path in files:
-        rows = pl.scan_parquet(path)
-        repeated = rows.group_by(KEY).agg(pl.len()).filter(pl.col("len") > 1).select(KEY)
-        suspect = rows.join(repeated, on=KEY, how="semi").select(ROW)
+        rows = pl.scan_parquet(path).filter(among).select(ROW, KEY)
+        keys = _repeated_in(rows, rows_in([path]) <= 2 * bucket_rows)
+        if keys.is_empty():
+            continue
+        suspect = rows.join(keys.to_frame().lazy(), on=KEY, how="semi").select(ROW)
         suspects.add_batches(suspect.collect_batches(engine="streaming"), ROW)
-    return suspects
+        repeated.append(watched.filter(watched.is_in(keys.implode())))
+    return suspects, pl.concat(repeated)
+
+
+def _repeated_in(rows: pl.LazyFrame, small: bool) -> pl.Series:
+    """The keys that occur more than once among `rows`. A bucket of about the expected size
+    is sorted in memory (twice as fast as a group-by); a bucket that one heavily repeated key
+    swelled is grouped by the streaming engine, whose state is one entry per distinct key."""
+    if small:
+        keys = rows.select(KEY).collect().get_column(KEY).sort()
+        return keys.filter(keys == keys.shift(1)).unique()
+    counts = rows.group_by(KEY).len().collect(engine="streaming")
+    return counts.filter(pl.col("len") > 1).get_column(KEY)
 
 
 @dataclass

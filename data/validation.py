@@ -53,7 +53,15 @@ from data.asof import (
 )
 from data.config import ValidationSettings
 from data.contract import TABLES, Table, within_record_range
-from data.readers import SOURCE_FILE, SOURCE_PARTITION, SOURCE_ROW, ContractError, scan_raw
+from data.readers import (
+    SOURCE_FILE,
+    SOURCE_PARTITION,
+    SOURCE_ROW,
+    ContractError,
+    list_table_files,
+    scan_file,
+    scan_raw,
+)
 from data.repeats import (
     KEY,
     Repeats,
@@ -67,10 +75,12 @@ from data.repeats import (
 )
 from data.rowset import RowSet
 from data.rules import ROW_KINDS, RULES, Kind, Rule
-from data.storage import compacted
+from data.storage import compacted, copied
 
 REASON = "_reason"
 REFERENCE = "_reference"  # the first reference a row breaks, decided after uniqueness
+BROKEN = "_broken"  # the row breaks a row rule
+DANGLING = "_dangling"  # the row breaks a reference
 ROW = SOURCE_ROW
 # Parents first: references are checked against the rows kept of the tables before them.
 ORDER = (
@@ -100,6 +110,7 @@ APPLICANT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 APPLICATIONS = "_applications"
 REPEATED_FILES_SHOWN = 10
+SAMPLE_FILES = 64  # files the GX sample's kept rows are read from, spread over the table
 
 
 def flag(rule: Rule) -> str:
@@ -332,110 +343,120 @@ def check_table(
     timezone: str,
     parents: Parents,
     out: Path,
+    files: tuple[Path, ...],
     rows_read: int,
     settings: ValidationSettings,
 ) -> TableCheck:
-    """Every rule on every row of one table, in one streaming scan, then the keys a bucket at
-    a time (module docstring). The rows of repeated keys and the rows that repeat take one
-    more scan each, only when there are any."""
+    """Every rule on every row of one table (`frame`, read from `files`) in one streaming
+    scan, then the keys a bucket at a time (module docstring). The set-aside rows and the
+    rows of repeated keys take one more scan each, only when there are any."""
     flagged = flag_rows(frame, table, as_of, timezone, parents)
-    passed = pl.col(REASON).is_null()
     work = out / ".work" / table.name
-    path = out / "quarantine" / f"{table.name}.parquet"
-    staged = work / "staged.parquet"
-    half = max(1, settings.gx_sample_rows // 2)
-    # The pass decodes every column anyway to judge the rows: picking the sample there costs
-    # a hash of one column, where a pass of its own decoded the whole table again.
-    picked = pl.col(table.read_names[0]).hash(seed=1) % max(1, -(-rows_read // half)) == 0
-    key = list(unique_rule(table).columns)
-    keys = work / "keys"
+    marks = work / "marks"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    key = list(unique_rule(table).columns)
+    # Every row's verdict goes to the bucket files: a sink of every row holds a row group at a
+    # time, where a sink of the few rows that break a rule held the scan's batches they came
+    # from (data.storage.compacted).
+    verdicts = flagged.select(
+        ROW,
+        key_hash(key, seed=0).alias(KEY),
+        pl.col(REASON).is_not_null().alias(BROKEN),
+        pl.col(REFERENCE).is_not_null().alias(DANGLING),
+    )
     buckets = buckets_for(rows_read, settings.key_bucket_rows)
-    _, _, *pairs = pl.collect_all(
-        [
-            compacted(
-                flagged.filter(~passed | pl.col(REFERENCE).is_not_null() | picked).select(
-                    *quarantine_columns(table), REFERENCE
-                )
-            ).sink_parquet(staged, lazy=True),
-            bucket_sink(
-                flagged.filter(passed).select(ROW, key_hash(key, seed=0).alias(KEY)), keys, buckets
-            ),
-            *application_pairs(flagged.filter(passed), table, parents),
-        ],
+    _, *pairs = pl.collect_all(
+        [bucket_sink(verdicts, marks, buckets), *application_pairs(frame, table, parents)],
         engine="streaming",
     )
-    files = bucket_files(keys)
-    failed = pl.scan_parquet(staged).filter(~passed).select(pl.len()).collect().item()
-    rows_scanned = rows_in(files) + failed
-    suspects = repeated_keys(files, rows_read)
+    buckets_written = bucket_files(marks)
+    candidates = sample_candidates(files, table, as_of, timezone, parents, settings.gx_sample_rows)
+    passed = ~pl.col(BROKEN)  # uniqueness is decided among the rows that pass the row rules
+    suspects, repeated = repeated_keys(
+        buckets_written, rows_read, passed, candidates.get_column(KEY), settings.key_bucket_rows
+    )
     repeats = judge(
         frame, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
     )
-    reasons, quarantine, aside, repeated_files = _write_quarantine(
-        staged, frame, repeats, table, path
-    )
-    kept_sample = (
-        pl.scan_parquet(staged)
-        .filter(passed & pl.col(REFERENCE).is_null() & ~repeats.aside.expr(ROW))
-        .head(half)
-        .select(*table.read_names, SOURCE_PARTITION)
-        .collect()
-    )
+    aside = RowSet(rows_read)
+    if buckets_written:
+        broken = pl.col(BROKEN) | pl.col(DANGLING)
+        rows = pl.scan_parquet(buckets_written).filter(broken).select(ROW)
+        aside.add_batches(rows.collect_batches(engine="streaming"), ROW)
+    aside = aside.union(repeats.aside)
+    path = out / "quarantine" / f"{table.name}.parquet"
+    reasons, quarantine = _write_quarantine(flagged, aside, repeats, table, path)
+    half = max(1, settings.gx_sample_rows // 2)
+    kept_sample = candidates.filter(~pl.col(KEY).is_in(repeated.implode())).head(half)
     check = TableCheck(
-        rows_scanned=rows_scanned,
+        rows_scanned=rows_in(buckets_written),
         reasons=reasons,
         quarantine=quarantine,
         aside_rows=aside,
         sample=gx_sample(kept_sample, quarantine, table, half, as_of, timezone),
         repeats=repeats,
-        repeated_files=repeated_files,
+        repeated_files=_files_of(frame, repeats),
         application_pairs=sum(int(p.item() or 0) for p in pairs),
     )
     shutil.rmtree(work)
     return check
 
 
+def sample_candidates(
+    files: tuple[Path, ...],
+    table: Table,
+    as_of: date,
+    timezone: str,
+    parents: Parents,
+    sample_rows: int,
+) -> pl.DataFrame:
+    """Up to `sample_rows` rows that pass every row rule and reference, for the GX sample:
+    the first rows of files spread over the table (``SAMPLE_FILES`` of them), read on their
+    own, so the sample costs the rows it takes, not a scan of the table. With ``_key``, the
+    hash of their unique key: a row whose key repeats is left out of the sample later."""
+    chosen = files[:: max(1, -(-len(files) // SAMPLE_FILES))]
+    per_file = max(1, -(-sample_rows // max(1, len(chosen))))
+    key = list(unique_rule(table).columns)
+    passing = pl.col(REASON).is_null() & pl.col(REFERENCE).is_null()
+    columns = [*table.read_names, SOURCE_PARTITION, key_hash(key, seed=0).alias(KEY)]
+    schema = {**table.read_schema, SOURCE_PARTITION: pl.Date(), KEY: pl.UInt64()}
+    parts = [pl.DataFrame(schema=schema)]
+    for path in chosen:  # one at a time, each copied: a file's decoded rows are then let go
+        rows = flag_rows(scan_file(path, table), table, as_of, timezone, parents)
+        parts.append(copied(rows.filter(passing).head(per_file).select(columns).collect()))
+    return pl.concat(parts).head(sample_rows)
+
+
 def _write_quarantine(
-    staged: Path, frame: pl.LazyFrame, repeats: Repeats, table: Table, path: Path
-) -> tuple[dict[str, int], Path | None, RowSet, dict[str, int]]:
-    """Write the set-aside rows, each with the first rule it broke: row rules (staged), then
-    uniqueness (fetched from the table), then references (staged). Return the count of each
-    reason, the file (None: nothing set aside), the positions set aside, and how many rows
-    that repeat (set aside, or kept as the first copy) each raw file holds, most first."""
-    columns = quarantine_columns(table)
-    staged_rows = pl.scan_parquet(staged)
-    parts = [staged_rows.filter(pl.col(REASON).is_not_null()).select(columns)]
-    queries = []
+    flagged: pl.LazyFrame, aside: RowSet, repeats: Repeats, table: Table, path: Path
+) -> tuple[dict[str, int], Path | None]:
+    """Write the rows at the `aside` positions with the first rule each broke: row rules,
+    then uniqueness (`repeats`), then references. Return the count of each reason and the
+    file (None: nothing set aside)."""
+    if not aside:
+        return {}, None
+    reason = [pl.col(REASON)]
     if repeats.aside:
-        unique = pl.lit(unique_rule(table).name, reason_dtype(table)).alias(REASON)
-        repeated = frame.filter(repeats.involved.expr(ROW))
-        aside = repeated.filter(repeats.aside.expr(ROW)).with_columns(unique).select(columns)
-        parts.append(compacted(aside))
-        queries.append(repeated.group_by(SOURCE_FILE).len())
-    dangling = pl.col(REASON).is_null() & pl.col(REFERENCE).is_not_null()
-    parts.append(
-        staged_rows.filter(dangling & ~repeats.aside.expr(ROW))
-        .with_columns(pl.col(REFERENCE).alias(REASON))
-        .select(columns)
+        unique = pl.lit(unique_rule(table).name, reason_dtype(table))
+        reason.append(pl.when(repeats.aside.expr(ROW)).then(unique))
+    rows = flagged.filter(aside.expr(ROW)).with_columns(
+        pl.coalesce(*reason, pl.col(REFERENCE)).alias(REASON)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    _, *files = pl.collect_all(
-        [pl.concat(parts).sink_parquet(path, lazy=True), *queries], engine="streaming"
-    )
-    by_file = (
-        pl.concat(files).sort(["len", SOURCE_FILE], descending=[True, False]) if files else None
-    )
-    repeated_files = dict(by_file.iter_rows()) if by_file is not None else {}
-    aside = RowSet(repeats.aside.size)
-    rows = pl.scan_parquet(path).select(ROW)
-    aside.add_batches(rows.collect_batches(engine="streaming"), ROW)
+    compacted(rows.select(quarantine_columns(table))).sink_parquet(path, engine="streaming")
     reasons = pl.scan_parquet(path).group_by(REASON).len().sort(REASON).collect()
-    if reasons.is_empty():
-        path.unlink()
-        return {}, None, aside, repeated_files
-    return {str(r): n for r, n in reasons.iter_rows()}, path, aside, repeated_files
+    return {str(r): n for r, n in reasons.iter_rows()}, path
+
+
+def _files_of(frame: pl.LazyFrame, repeats: Repeats) -> dict[str, int]:
+    """How many rows that repeat (set aside, or kept as the first copy) each file holds, most
+    first (empty without repeats)."""
+    if not repeats.aside:
+        return {}
+    repeated = compacted(frame.filter(repeats.involved.expr(ROW)).select(SOURCE_FILE))
+    counts = repeated.group_by(SOURCE_FILE).len().collect(engine="streaming")
+    return dict(counts.sort(["len", SOURCE_FILE], descending=[True, False]).iter_rows())
 
 
 def gx_sample(
@@ -650,8 +671,9 @@ def run_gate(
     report = GateReport(as_of=day, tables={}, quarantine=out / "quarantine", scans=tables)
     for name in ORDER:
         table = TABLES[name]
+        files = list_table_files(Path(raw), table).files if (Path(raw) / name).is_dir() else ()
         check = check_table(
-            tables[name], table, day, timezone, parents, out, rows_read[name], settings
+            tables[name], table, day, timezone, parents, out, files, rows_read[name], settings
         )
         if check.aside_rows:
             report.set_aside[name] = check.aside_rows

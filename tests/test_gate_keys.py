@@ -70,12 +70,26 @@ def _verdict(
     numbered = _numbered(frame, files or ["part-0.parquet"] * frame.height)
     folder = tmp_path / "keys"
     buckets = max(1, -(-frame.height // bucket_rows))
-    passing = numbered.select(ROW, key_hash(key, seed=0).alias(KEY))
-    bucket_sink(passing, folder, buckets).collect(engine="streaming")
+    rows = numbered.select(ROW, key_hash(key, seed=0).alias(KEY), pl.lit(True).alias("_ok"))
+    bucket_sink(rows, folder, buckets).collect(engine="streaming")
     files = bucket_files(folder)
     assert len(files) <= buckets and rows_in(files) == frame.height
-    suspects = repeated_keys(files, frame.height)
+    watched = frame.select(key_hash(key, seed=0)).to_series()
+    suspects, repeated = repeated_keys(files, frame.height, pl.col("_ok"), watched, bucket_rows)
+    assert set(repeated) == set(watched.filter(watched.is_duplicated()))
     return suspects, judge(numbered, suspects, key, frame.columns, tmp_path / "judge", bucket_rows)
+
+
+@pytest.mark.parametrize("bucket_rows", [1_000, 1])  # buckets sorted, or grouped
+def test_keys_repeat_only_among_the_rows_that_count(tmp_path: Path, bucket_rows: int) -> None:
+    frame = pl.DataFrame({"id": ["a", "a", "b", "b", "c"], "ok": [True, False, True, True, True]})
+    rows = frame.lazy().with_row_index(ROW).select(ROW, key_hash(["id"], 0).alias(KEY), "ok")
+    bucket_sink(rows, tmp_path / "keys", 2).collect(engine="streaming")
+    watched = frame.select(key_hash(["id"], 0)).to_series()
+    files = bucket_files(tmp_path / "keys")
+    suspects, repeated = repeated_keys(files, 5, pl.col("ok"), watched, bucket_rows)
+    assert rows_of(suspects) == [2, 3]  # "a" repeats only with a row that does not count
+    assert repeated.to_list() == [watched[2], watched[3]]
 
 
 def rows_of(rows: RowSet) -> list[int]:

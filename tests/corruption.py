@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -722,77 +723,98 @@ def _cast(column: str, to: Callable[[pa.Array], pa.Array]) -> Callable[[pa.Table
     return change
 
 
-WRONG_TYPES = ("string", "naive", "shanghai", "overflow", "number_id")
+def _overflow(dtype: pl.DataType) -> Callable[[pa.Array], pa.Array]:
+    """A small integer column widened to int32, its first value out of the contract's type."""
+    big = 40_000 if dtype == pl.Int16 else 300
+
+    def change(a: pa.Array) -> pa.Array:
+        values = a.cast(pa.int32()).to_pylist()
+        return pa.array([big, *values[1:]] if values else [], pa.int32())
+
+    return change
 
 
-def _wrong_type(table: str, column: str, kind: str) -> Callable[[pa.Array], pa.Array] | None:
-    dtype = TABLES[table].column(column).dtype
-    if kind == "string" and dtype != pl.String:
-        return lambda a: a.cast(pa.string())
-    if kind == "naive" and isinstance(dtype, pl.Datetime):
-        return lambda a: a.cast(pa.timestamp("us"))
-    if kind == "shanghai" and isinstance(dtype, pl.Datetime):
-        return lambda a: a.cast(pa.timestamp("us", tz=TZ))
-    if kind == "overflow" and dtype in (pl.Int8(), pl.Int16()):
-        big = 40_000 if dtype == pl.Int16 else 300
+def _decimal(a: pa.Array) -> pa.Array:
+    """Money as decimal(38, 2), as many exports write it (non-finite and huge values null)."""
+    cents = [
+        v if v is not None and math.isfinite(v) and abs(v) < 1e30 else None for v in a.to_pylist()
+    ]
+    values = [None if v is None else Decimal(f"{v:.2f}") for v in cents]
+    return pa.array(values, pa.decimal128(38, 2))
 
-        def overflow(a: pa.Array) -> pa.Array:
-            values = a.cast(pa.int32()).to_pylist()
-            return pa.array([big, *values[1:]] if values else [], pa.int32())
 
-        return overflow
-    if kind == "number_id" and dtype == pl.String:
-        return lambda a: pa.array(range(len(a)), pa.int64())
-    return None
+def _wrong_types(dtype: pl.DataType) -> dict[str, Callable[[pa.Array], pa.Array]]:
+    """The wrong types a column of `dtype` can be written in, by name."""
+    kinds: dict[str, Callable[[pa.Array], pa.Array]] = {}
+    if dtype != pl.String:
+        kinds["string"] = lambda a: a.cast(pa.string())
+    if isinstance(dtype, pl.Datetime):
+        kinds["naive"] = lambda a: a.cast(pa.timestamp("us"))
+        kinds["local"] = lambda a: a.cast(pa.timestamp("us", tz=TZ))
+    if dtype in (pl.Int8(), pl.Int16()):
+        kinds["overflow"] = _overflow(dtype)
+    if dtype.is_integer():
+        kinds["float"] = lambda a: a.cast(pa.float64())
+    if dtype.is_float():
+        kinds["decimal"] = _decimal
+    if dtype == pl.String:
+        kinds["number"] = lambda a: pa.array(range(len(a)), pa.int64())
+        kinds["binary"] = lambda a: a.cast(pa.binary())
+    return kinds
 
 
 @dataclass(frozen=True)
 class WrongType:
     """One file with a column of a type the contract does not allow: numbers or times as
     strings, a timestamp without time zone or in local time, a small integer widened and
-    holding a value the contract's type cannot, an id written as a number."""
+    holding a value the contract's type cannot, an integer as float, money as decimal, an id
+    as a number or as binary."""
 
     table: str
     column: str
-    kind: int
+    kind: int | str  # an index into the column's wrong types, sorted by name, or the name
     pick: int = 0
 
     def apply(self, root: Root) -> None:
-        kind = WRONG_TYPES[self.kind % len(WRONG_TYPES)]
-        change = _wrong_type(self.table, self.column, kind)
+        kinds = _wrong_types(TABLES[self.table].column(self.column).dtype)
+        name = self.kind if isinstance(self.kind, str) else sorted(kinds)[self.kind % len(kinds)]
         file = _file_or_all(root, self.table, self.pick)
-        if change is None or file is None:
+        if file is None:
             return
-        what = f"{self.column} as {kind}"
-        root.edits.append(
-            Edit(self.table, file, _cast(self.column, change), what, True, self.column)
-        )
+        change = _cast(self.column, kinds[name])
+        what = f"{self.column} as {name}"
+        root.edits.append(Edit(self.table, file, change, what, True, self.column))
 
 
-def _compatible_type(table: str, column: str) -> Callable[[pa.Array], pa.Array]:
+def _compatible_type(table: str, column: str, variant: int) -> Callable[[pa.Array], pa.Array]:
     dtype = TABLES[table].column(column).dtype
     if dtype.is_integer():
-        return lambda a: a.cast(pa.int64())
+        wider = (pa.int64(), pa.int32())[variant % 2]
+        return lambda a: a.cast(wider)
     if dtype == pl.String:
+        if variant % 2:
+            return lambda a: a.cast(pa.large_string())
         return lambda a: a.cast(pa.large_string()).dictionary_encode()
     if isinstance(dtype, pl.Datetime):
-        return lambda a: a.cast(pa.timestamp("us", tz="Etc/UTC"))
+        zone = ("Etc/UTC", "+00:00")[variant % 2]
+        return lambda a: a.cast(pa.timestamp("us", tz=zone))
     return lambda a: a
 
 
 @dataclass(frozen=True)
 class CompatibleType:
-    """A column in a type the reader accepts as the contract's: a wider integer, a dictionary
-    of large strings, a timestamp in Etc/UTC. Nothing changes."""
+    """A column in a type the reader accepts as the contract's: a wider integer, a (dictionary
+    of) large string(s), a timestamp in Etc/UTC or +00:00. Nothing changes."""
 
     table: str
     column: str
     pick: int | None = None
+    variant: int = 0
 
     def apply(self, root: Root) -> None:
         file = _file_or_all(root, self.table, self.pick)
-        change = _cast(self.column, _compatible_type(self.table, self.column))
-        root.edits.append(Edit(self.table, file, change, f"{self.column} widened"))
+        change = _cast(self.column, _compatible_type(self.table, self.column, self.variant))
+        root.edits.append(Edit(self.table, file, change, f"{self.column} in a compatible type"))
 
 
 def _drop(column: str, rename: bool) -> Callable[[pa.Table], pa.Table]:
@@ -824,7 +846,15 @@ class MissingColumn:
         )
 
 
-BAD_FOLDERS = ("dt=2025-13-45", "dt=2025-1-5", "dt=20250105", "dt=", "dt=yesterday")
+# Not dt=YYYY-MM-DD, though Python 3.11's date.fromisoformat reads the basic and week forms.
+BAD_FOLDERS = (
+    "dt=2025-13-45",
+    "dt=2025-1-5",
+    "dt=20250105",
+    "dt=",
+    "dt=yesterday",
+    "dt=2025-W02-3",
+)
 
 
 @dataclass(frozen=True)
@@ -1176,7 +1206,12 @@ def usable_faults() -> st.SearchStrategy[Fault]:
             reorder=st.booleans(),
             pick=st.none() | PICKS,
         ),
-        _on_column(CompatibleType, SMALL_INTS + STRING_COLUMNS + TIMES, pick=st.none() | PICKS),
+        _on_column(
+            CompatibleType,
+            SMALL_INTS + STRING_COLUMNS + TIMES,
+            pick=st.none() | PICKS,
+            variant=st.integers(0, 1),
+        ),
         st.builds(JunkFiles, table=tables),
     )
 
@@ -1184,7 +1219,7 @@ def usable_faults() -> st.SearchStrategy[Fault]:
 def unusable_faults() -> st.SearchStrategy[Fault]:
     """A fault that makes a table unusable: the run must stop with exit code 2."""
     return st.one_of(
-        _on_column(WrongType, ANY_COLUMN, kind=st.integers(0, len(WRONG_TYPES) - 1), pick=PICKS),
+        _on_column(WrongType, ANY_COLUMN, kind=st.integers(0, 3), pick=PICKS),
         _on_column(MissingColumn, ALL_COLUMNS, rename=st.booleans(), pick=PICKS),
         _on_column(Nulls, ANY_COLUMN, amount=st.just(1.0), null_type=st.just(True)),
         st.builds(

@@ -19,6 +19,7 @@ from corruption import (
     Extreme,
     FarTime,
     Fault,
+    MalformedDay,
     Nulls,
     Root,
     WrongType,
@@ -88,7 +89,7 @@ CASES: dict[str, tuple[str, list[Fault], date | None]] = {
     # strict cast to int16 fails inside the gate's scan with a traceback.
     "a widened integer out of the contract's range": (
         "hive",
-        [WrongType("users", "birth_year", kind=3)],
+        [WrongType("users", "birth_year", kind="overflow")],
         None,
     ),
     # A vendor column named _file clashes with the reader's own source column: Polars
@@ -105,6 +106,11 @@ CASES: dict[str, tuple[str, list[Fault], date | None]] = {
         [Nulls("transactions", "counterparty_id", 1.0, null_type=True)],
         None,
     ),
+    # dt=20250105 is not dt=YYYY-MM-DD, but Python 3.11's date.fromisoformat reads it (and
+    # ISO week dates, dt=2025-W02-3): the reader lets it through, then Polars' hive parser
+    # fails with a traceback (ComputeError: could not parse '20250105').
+    "a dt= folder in basic ISO format": ("hive", [MalformedDay("consumption", name=2)], None),
+    "a dt= folder as an ISO week date": ("hive", [MalformedDay("social", name=5)], None),
     # Files of zero rows, and with zero row groups, are empty parts of the table.
     "empty Parquet files": (
         "hive",

@@ -22,6 +22,7 @@ from corruption import (
     MalformedDay,
     Nulls,
     Root,
+    UnknownEnum,
     WrongType,
     flatten,
     load_root,
@@ -98,6 +99,17 @@ CASES: dict[str, tuple[str, list[Fault], date | None]] = {
         "hive",
         [ExtraColumns("consumption", ("_file",), pick=0)],
         None,
+    ),
+    # Application A00000000000036 (applied 2025-04-13, approved, 20 installments) with an
+    # unknown channel, as of 2025-03-01: its repayments are those of a loan applied after the
+    # as-of day (loan_applied_before_as_of, which never counts toward the 5% limit). The gate
+    # only looks for such loans among applications set aside *with* applied_at_before_as_of;
+    # this one carries channel_in_set (the first rule it breaks), so its 20 repayments become
+    # loan_id_known: 20 of 180 rows break the contract and repayments stop the run.
+    "a loan applied after the as-of day, its application otherwise broken too": (
+        "hive",
+        [UnknownEnum("applications", "channel", amount=1, seed=6)],
+        date(2025, 3, 1),
     ),
     # An all-null column written as Parquet's null type is a column of the wrong type
     # (exit 2, naming table, column and file), as the gate has it today.

@@ -324,13 +324,14 @@ def _copy_rows(root: Root, table: str, rids: list[int], file: Callable[[pl.Expr]
 @dataclass(frozen=True)
 class CopyFiles:
     """A re-run export job: one file, or every file of one day, written again 1-3 times under
-    another name (in its own folder, or at the table's root). Its rows are exact duplicates."""
+    another name: in its own folder (exact duplicates), at the table's root (duplicates read
+    as flat files), or in the table's first day folder (filed under another day)."""
 
     table: str
     pick: int
     times: int = 1
     whole_day: bool = False
-    into_root: bool = False
+    into: int = 0  # 0: its own folder, 1: the table's root, 2: the first dt= folder
 
     def apply(self, root: Root) -> None:
         files = root.files(self.table)
@@ -340,11 +341,12 @@ class CopyFiles:
         folder = Path(source).parent
         day = self.whole_day and folder.name.startswith("dt=")
         chosen = [f for f in files if Path(f).parent == folder] if day else [source]
+        first_day = next((Path(f).parent for f in files if f.startswith("dt=")), Path())
+        into = self.into % 3
         for k in range(1, self.times + 1):
             for file in chosen:
-                stem = Path(file).stem
-                target = Path(f"{stem}-rerun{k}.parquet")
-                target = str(target if self.into_root else Path(file).parent / target)
+                where = (Path(file).parent, Path(), first_day)[into]
+                target = str(where / f"{Path(file).stem}-rerun{k}.parquet")
                 frame = root.tables[self.table]
                 rids = frame.filter(pl.col("_file") == file)["_rid"].to_list()
                 _copy_rows(root, self.table, rids, lambda _f, t=target: pl.lit(t))
@@ -353,6 +355,39 @@ class CopyFiles:
                     for e in root.edits
                     if e.table == self.table and e.file == file
                 ]
+
+
+def _local_midnight(day: pl.Expr) -> pl.Expr:
+    """The UTC instant a local calendar day (a Date expression) begins."""
+    naive = day.cast(pl.Datetime("us"))
+    local = naive.dt.replace_time_zone(TZ, ambiguous="earliest", non_existent="null")
+    return local.dt.convert_time_zone("UTC")
+
+
+@dataclass(frozen=True)
+class DayEdge:
+    """Timestamps moved to the edges of their local day (the day of their dt= folder, or
+    their own for flat files): its first instant, its last microsecond (both still that
+    day), or the first instant of the next day (another day)."""
+
+    table: str
+    amount: Amount
+    edge: int = 0
+    seed: int = 0
+
+    def apply(self, root: Root) -> None:
+        column = TABLES[self.table].time_column
+        assert column is not None
+        folder = pl.col("_file").str.extract(r"^dt=(\d{4}-\d{2}-\d{2})/[^/]+$", 1)
+        own = pl.col(column).dt.convert_time_zone(TZ).dt.date()
+        day = pl.coalesce(folder.str.to_date("%Y-%m-%d", strict=False), own)
+        edge = self.edge % 3
+        start = _local_midnight(day.dt.offset_by("1d") if edge else day)
+        value = start - pl.duration(microseconds=1) if edge == 1 else start
+        frame = root.tables[self.table].with_columns(_edge=value)
+        movable = set(frame.filter(pl.col("_edge").is_not_null())["_rid"].to_list())
+        rids = [r for r in root.pick(self.table, self.amount, self.seed) if r in movable]
+        root.assign(self.table, rids, column, value, [])
 
 
 # A column of each table whose value a conflicting copy changes, to another valid value.
@@ -1181,13 +1216,14 @@ def usable_faults() -> st.SearchStrategy[Fault]:
             pick=PICKS,
             times=st.integers(1, 3),
             whole_day=st.booleans(),
-            into_root=st.booleans(),
+            into=st.integers(0, 2),
         ),
         st.builds(ConflictingDuplicates, table=st.sampled_from(sorted(CONFLICT_COLUMN)), **rows),
         st.builds(SharedKey, table=st.sampled_from(UNIQUE_TABLES), **rows),
         st.builds(
             SharedTimestamp, table=st.sampled_from([t for t in TABLES if _time_column(t)]), **rows
         ),
+        st.builds(DayEdge, table=st.sampled_from(PARTITIONED), edge=st.integers(0, 2), **rows),
         _on_column(Nulls, ANY_COLUMN, **rows),
         _on_column(Extreme, NUMERIC, value=st.integers(0, 7), **rows),
         _on_column(FarTime, TIMES, value=st.integers(0, 4), **rows),

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test setup lint bench lock catalogue suites clean
+.PHONY: run test setup lint bench lock catalogue suites clean fuzz
 
 setup: $(STAMP)
 
@@ -26,6 +26,17 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 tests
+
+# A longer search of the gate's fuzz suite (tests/test_gate_fuzz.py) than `make test` runs:
+# FUZZ_EXAMPLES examples from a random seed, printed (replay with `make fuzz SEED=<seed>`),
+# each failure shrunk to a minimal mixture of faults.
+FUZZ_EXAMPLES ?= 60
+fuzz: $(STAMP)
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "hypothesis seed: $$seed (replay: make fuzz SEED=$$seed)"; \
+	PDFLOW_FUZZ_PROFILE=fuzz PDFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest \
+		-p no:xdist -m fuzz --hypothesis-seed=$$seed --hypothesis-show-statistics \
+		tests/test_gate_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

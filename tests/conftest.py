@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 from data.generator import GeneratorConfig, generate
+
+# Hypothesis profiles of the gate's fuzz suite (tests/test_gate_fuzz.py), chosen with
+# PDFLOW_FUZZ_PROFILE. Each example runs `pdflow` in a subprocess (about 9 s for validate,
+# 9 s more for features), so `ci`, run inside `make test`, draws few examples from a fixed
+# seed (repeatable) and does not shrink a failure (each shrink step is another subprocess);
+# `fuzz` (`make fuzz`) draws PDFLOW_FUZZ_EXAMPLES from a random seed (pytest's
+# --hypothesis-seed replays it) and shrinks each failure to a minimal mixture.
+_UNHEALTHY = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "pdflow-ci",
+    max_examples=6,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=_UNHEALTHY,
+    print_blob=True,
+)
+settings.register_profile(
+    "pdflow-fuzz",
+    max_examples=int(os.environ.get("PDFLOW_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=_UNHEALTHY,
+    print_blob=True,
+)
 
 SMALL = GeneratorConfig(users=6_000, months=20, seed=11, start=date(2024, 1, 1))
 
@@ -18,3 +45,15 @@ def small_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("raw") / "small"
     generate(out, SMALL, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def fuzz_base(tmp_path_factory: pytest.TempPathFactory):
+    """The fuzz suite's root (200 users x 4 months) in memory, and its memory cap: measured
+    on a clean `pdflow validate` of it, once per session (per worker)."""
+    from corruption import load_root
+    from gate_cli import FUZZ_BASE, measure_base
+
+    work = tmp_path_factory.mktemp("fuzz-base")
+    generate(work / "generated", FUZZ_BASE, progress=False)
+    return measure_base(load_root(work / "generated"), work)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -507,7 +507,16 @@ def _count(read: int, check: TableCheck, table: Table) -> TableCount:
     return count
 
 
-def _remember(parents: Parents, name: str, kept: pl.LazyFrame, aside: pl.LazyFrame | None) -> None:
+def _remember(
+    parents: Parents,
+    name: str,
+    kept: pl.LazyFrame,
+    aside: pl.LazyFrame | None,
+    as_of_start: datetime,
+) -> None:
+    """What later tables are checked against. Loans applied on or after the as-of day are
+    those of every application set aside that was applied then, whatever rule it breaks
+    first: their repayments are not yet known, not dangling."""
     if name == "users":
         parents.key_hashes[("users", "user_id")] = _hashes(kept, "user_id")
     if name == "applications":
@@ -517,7 +526,7 @@ def _remember(parents: Parents, name: str, kept: pl.LazyFrame, aside: pl.LazyFra
         parents.applications_of = _applications_of(kept)
         if aside is not None:
             parents.future_loans = (
-                aside.filter(pl.col(REASON) == "applied_at_before_as_of")
+                aside.filter(pl.col("applied_at") >= as_of_start)
                 .select("loan_id")
                 .drop_nulls()
                 .unique()
@@ -681,7 +690,7 @@ def run_gate(
         report.tables[name] = _count(rows_read[name], check, table)
         report.samples[name] = check.sample
         aside = pl.scan_parquet(check.quarantine) if check.quarantine is not None else None
-        _remember(parents, name, kept, aside)
+        _remember(parents, name, kept, aside, day_start_utc(day, timezone))
         if name == "applications":
             people = parents.applications_of["user_id"]
             check.application_pairs = int((people[APPLICATIONS] ** 2).sum())

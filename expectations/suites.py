@@ -65,6 +65,13 @@ def _rule_meta(rule: Rule, notes: str | None = None) -> dict[str, Any]:
     return meta
 
 
+def _finite_max(rule: Rule) -> float | None:
+    """The largest finite float for a float column: an infinite amount breaks the rule (as in
+    data.validation), which an open upper bound would let pass."""
+    dtype = TABLES[rule.table].column(rule.column).dtype
+    return sys.float_info.max if dtype.is_float() else None
+
+
 def rule_expectation(rule: Rule) -> gxe.Expectation:
     """The one GX expectation that checks a contract rule on a sample of the table's rows."""
     meta = _rule_meta(rule)
@@ -84,10 +91,12 @@ def rule_expectation(rule: Rule) -> gxe.Expectation:
         )
     if rule.kind is Kind.POSITIVE:
         return gxe.ExpectColumnValuesToBeBetween(
-            column=column, min_value=0, strict_min=True, meta=meta
+            column=column, min_value=0, strict_min=True, max_value=_finite_max(rule), meta=meta
         )
     if rule.kind is Kind.NON_NEGATIVE:
-        return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta=meta)
+        return gxe.ExpectColumnValuesToBeBetween(
+            column=column, min_value=0, max_value=_finite_max(rule), meta=meta
+        )
     if rule.kind is Kind.IN_RANGE:
         return gxe.ExpectColumnValuesToBeBetween(
             column=column, min_value=rule.min_value, max_value=rule.max_value, meta=meta

@@ -46,7 +46,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import strategies as st
 
-from data.contract import TABLES, Column, Table
+from data.contract import (
+    EARLIEST_RECORD,
+    LATEST_RECORD,
+    TABLES,
+    Column,
+    Table,
+    within_record_range,
+)
 from data.rules import RULES, Kind
 
 TZ = "Asia/Shanghai"
@@ -69,7 +76,14 @@ PARTITIONED = tuple(name for name, t in TABLES.items() if t.partitioned)
 UNIQUE_TABLES = tuple(name for name, t in TABLES.items() if t.unique)
 USER_TABLES = tuple(name for name, t in TABLES.items() if "user_id" in t.references)
 VALUE_KINDS = ("not_null", "in_set", "positive", "non_negative", "in_range")
-VALUE_RULE_KINDS = (Kind.NOT_NULL, Kind.IN_SET, Kind.POSITIVE, Kind.NON_NEGATIVE, Kind.IN_RANGE)
+VALUE_RULE_KINDS = (
+    Kind.NOT_NULL,
+    Kind.IN_SET,
+    Kind.POSITIVE,
+    Kind.NON_NEGATIVE,
+    Kind.IN_RANGE,
+    Kind.TIME_RANGE,
+)
 DT_FOLDER = re.compile(r"^dt=(\d{4})-(\d{2})-(\d{2})$")
 Amount = int | float  # an int is a number of rows, a float a share of the table's rows
 
@@ -262,12 +276,21 @@ def value_rules(column: Column, value: Any) -> list[str]:
         broken.append(f"{name}_positive")
     if column.non_negative and not (finite and value >= 0):
         broken.append(f"{name}_non_negative")
+    if isinstance(value, datetime | date) and not _within_record_range(value):
+        broken.append(f"{name}_in_range")
     if column.min_value is not None or column.max_value is not None:
         low = -math.inf if column.min_value is None else column.min_value
         high = math.inf if column.max_value is None else column.max_value
         if not (finite and low <= value <= high):
             broken.append(f"{name}_in_range")
     return broken
+
+
+def _within_record_range(value: date | datetime) -> bool:
+    """Whether a timestamp or date lies in pdflow's bound (data.contract.EARLIEST_RECORD,
+    LATEST_RECORD); a timestamp is compared at UTC, as the gate does."""
+    day = value.astimezone(UTC).date() if isinstance(value, datetime) else value
+    return EARLIEST_RECORD <= day < LATEST_RECORD
 
 
 def _columns(kind: Callable[[Table, Column], bool]) -> list[tuple[str, str]]:
@@ -1032,16 +1055,18 @@ def _local_date(column: str) -> pl.Expr:
 
 
 def default_as_of(root: Root) -> date | None:
-    """The day after the local day of the latest record (broken rows included); None when that
-    day is past 9999-12-31."""
+    """The day after the local day of the latest record (broken rows included, those outside
+    pdflow's bound on instants not); None when that day is past 9999-12-31."""
     latest: list[int] = []
     for name in TABLES:
         column = "paid_at" if name == "repayments" else _time_column(name)
         if column is None or name in root.deleted_folders:
             continue
         frame = root.tables[name]
-        day = pl.col(column) if frame.schema[column] == pl.Date else _local_date(column)
-        value = frame.select(day.max().cast(pl.Int32)).item()
+        dtype = frame.schema[column]
+        day = pl.col(column) if dtype == pl.Date else _local_date(column)
+        in_range = frame.filter(within_record_range(pl.col(column), dtype))
+        value = in_range.select(day.max().cast(pl.Int32)).item()
         if value is not None:
             latest.append(value)
     if not latest:

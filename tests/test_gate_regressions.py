@@ -80,21 +80,24 @@ CASES: dict[str, tuple[str, list[Fault], date | None]] = {
         [CopyFiles("consumption", pick=40, whole_day=True)],
         None,
     ),
-    # inf is not a positive amount: Polars sets the rows aside (not finite), GX's suite
-    # counts them valid, and the gate raises EnginesDisagree with a traceback.
+    # inf is not a positive amount: Polars sets the rows aside (not finite), and GX's suite
+    # must count them too (its upper bound is the largest finite float); an open bound let
+    # them pass and the gate raised EnginesDisagree with a traceback.
     "infinite amounts": ("hive", [Extreme("consumption", "amount", value=0, amount=5)], None),
-    # The last instant of 9999 is local day 10000-01-01: the default as-of date cannot be
-    # a date, and `default_as_of` raises ValueError with a traceback.
+    # The last instant of 9999 is local day 10000-01-01: outside pdflow's bound on instants
+    # (ts_in_range), set aside, and ignored by the default as-of date, which could not be a
+    # date and raised ValueError with a traceback.
     "a timestamp in year 9999": ("flat", [FarTime("consumption", "ts", value=4, amount=1)], None),
-    # birth_year written as int32 holding 40000: the reader accepts the wider type, then its
-    # strict cast to int16 fails inside the gate's scan with a traceback.
+    # birth_year written as int32 holding 40000: the reader accepts the wider type but not
+    # the value, and stops naming table, column and file (the strict cast to int16 failed
+    # inside the gate's scan with a traceback).
     "a widened integer out of the contract's range": (
         "hive",
         [WrongType("users", "birth_year", kind="overflow")],
         None,
     ),
-    # A vendor column named _file clashes with the reader's own source column: Polars
-    # raises DuplicateError with a traceback. Extra columns must be ignored.
+    # A vendor column named _file is an extra column like any other, ignored (it clashed
+    # with the reader's own source column: Polars raised DuplicateError with a traceback).
     "an extra column named _file": (
         "hive",
         [ExtraColumns("consumption", ("_file",), pick=0)],
@@ -104,8 +107,9 @@ CASES: dict[str, tuple[str, list[Fault], date | None]] = {
     # unknown channel, as of 2025-03-01: its repayments are those of a loan applied after the
     # as-of day (loan_applied_before_as_of, which never counts toward the 5% limit). The gate
     # only looks for such loans among applications set aside *with* applied_at_before_as_of;
-    # this one carries channel_in_set (the first rule it breaks), so its 20 repayments become
-    # loan_id_known: 20 of 180 rows break the contract and repayments stop the run.
+    # this one carried channel_in_set (the first rule it breaks), so its 20 repayments became
+    # loan_id_known: 20 of 180 rows broke the contract and repayments stopped the run. Now
+    # the loans of every application set aside that was applied after the as-of day count.
     "a loan applied after the as-of day, its application otherwise broken too": (
         "hive",
         [UnknownEnum("applications", "channel", amount=1, seed=6)],
@@ -119,8 +123,9 @@ CASES: dict[str, tuple[str, list[Fault], date | None]] = {
         None,
     ),
     # dt=20250105 is not dt=YYYY-MM-DD, but Python 3.11's date.fromisoformat reads it (and
-    # ISO week dates, dt=2025-W02-3): the reader lets it through, then Polars' hive parser
-    # fails with a traceback (ComputeError: could not parse '20250105').
+    # ISO week dates, dt=2025-W02-3): the reader let it through, then Polars' hive parser
+    # failed with a traceback (ComputeError: could not parse '20250105'). Now it stops,
+    # naming the folder.
     "a dt= folder in basic ISO format": ("hive", [MalformedDay("consumption", name=2)], None),
     "a dt= folder as an ISO week date": ("hive", [MalformedDay("social", name=5)], None),
     # Files of zero rows, and with zero row groups, are empty parts of the table.

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test setup lint bench lock catalogue suites clean fuzz
+.PHONY: run test test-fast setup lint bench lock catalogue suites clean fuzz
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 tests
+
+# The inner loop: everything but the end-to-end flows and the gate's runs of the CLI on
+# corrupted roots (markers slow and fuzz).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 -m "not slow and not fuzz" tests
 
 # A longer search of the gate's fuzz suite (tests/test_gate_fuzz.py) than `make test` runs:
 # FUZZ_EXAMPLES examples from a random seed, printed (replay with `make fuzz SEED=<seed>`),

@@ -376,17 +376,18 @@ def check_table(
     suspects, repeated = repeated_keys(
         buckets_written, rows_read, passed, candidates.get_column(KEY), settings.key_bucket_rows
     )
-    repeats = judge(
-        frame, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
-    )
-    aside = RowSet(rows_read)
+    broken = RowSet(rows_read)
     if buckets_written:
-        broken = pl.col(BROKEN) | pl.col(DANGLING)
-        rows = pl.scan_parquet(buckets_written).filter(broken).select(ROW)
-        aside.add_batches(rows.collect_batches(engine="streaming"), ROW)
-    aside = aside.union(repeats.aside)
+        rows = pl.scan_parquet(buckets_written).filter(pl.col(BROKEN) | pl.col(DANGLING))
+        broken.add_batches(rows.select(ROW).collect_batches(engine="streaming"), ROW)
+    # The rows that break a rule and the rows whose key repeats, in one scan of the table.
+    fetched = fetch_rows(flagged, broken.union(suspects), work / "fetched.parquet")
+    repeats = judge(
+        fetched, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
+    )
+    aside = broken.union(repeats.aside)
     path = out / "quarantine" / f"{table.name}.parquet"
-    reasons, quarantine = _write_quarantine(flagged, aside, repeats, table, path)
+    reasons, quarantine = _write_quarantine(fetched, aside, repeats, table, path)
     half = max(1, settings.gx_sample_rows // 2)
     kept_sample = candidates.filter(~pl.col(KEY).is_in(repeated.implode())).head(half)
     check = TableCheck(
@@ -396,7 +397,7 @@ def check_table(
         aside_rows=aside,
         sample=gx_sample(kept_sample, quarantine, table, half, as_of, timezone),
         repeats=repeats,
-        repeated_files=_files_of(frame, repeats),
+        repeated_files=_files_of(fetched, repeats),
         application_pairs=sum(int(p.item() or 0) for p in pairs),
     )
     shutil.rmtree(work)
@@ -417,23 +418,34 @@ def sample_candidates(
     hash of their unique key: a row whose key repeats is left out of the sample later."""
     chosen = files[:: max(1, -(-len(files) // SAMPLE_FILES))]
     per_file = max(1, -(-sample_rows // max(1, len(chosen))))
+    # One file at a time, each head copied: a file's decoded rows are then let go. The rules
+    # run once on them all (a reference's look-up table is built once, not once a file).
+    heads = [copied(scan_file(path, table).head(per_file).collect()) for path in chosen]
     key = list(unique_rule(table).columns)
     passing = pl.col(REASON).is_null() & pl.col(REFERENCE).is_null()
     columns = [*table.read_names, SOURCE_PARTITION, key_hash(key, seed=0).alias(KEY)]
     schema = {**table.read_schema, SOURCE_PARTITION: pl.Date(), KEY: pl.UInt64()}
-    parts = [pl.DataFrame(schema=schema)]
-    for path in chosen:  # one at a time, each copied: a file's decoded rows are then let go
-        rows = flag_rows(scan_file(path, table), table, as_of, timezone, parents)
-        parts.append(copied(rows.filter(passing).head(per_file).select(columns).collect()))
-    return pl.concat(parts).head(sample_rows)
+    if not heads:
+        return pl.DataFrame(schema=schema)
+    rows = flag_rows(pl.concat(heads).lazy(), table, as_of, timezone, parents)
+    return rows.filter(passing).select(columns).collect().head(sample_rows)
+
+
+def fetch_rows(flagged: pl.LazyFrame, rows: RowSet, path: Path) -> pl.LazyFrame:
+    """The `flagged` rows at the positions `rows`, written to `path` in one scan (copied
+    before the sink: see data.storage.compacted) and scanned from there; empty without any."""
+    if not rows:
+        return flagged.head(0)
+    compacted(flagged.filter(rows.expr(ROW))).sink_parquet(path, engine="streaming")
+    return pl.scan_parquet(path)
 
 
 def _write_quarantine(
     flagged: pl.LazyFrame, aside: RowSet, repeats: Repeats, table: Table, path: Path
 ) -> tuple[dict[str, int], Path | None]:
-    """Write the rows at the `aside` positions with the first rule each broke: row rules,
-    then uniqueness (`repeats`), then references. Return the count of each reason and the
-    file (None: nothing set aside)."""
+    """Write the rows at the `aside` positions of `flagged` (the table, or the rows fetched
+    from it) with the first rule each broke: row rules, then uniqueness (`repeats`), then
+    references. Return the count of each reason and the file (None: nothing set aside)."""
     if not aside:
         return {}, None
     reason = [pl.col(REASON)]
@@ -451,7 +463,7 @@ def _write_quarantine(
 
 def _files_of(frame: pl.LazyFrame, repeats: Repeats) -> dict[str, int]:
     """How many rows that repeat (set aside, or kept as the first copy) each file holds, most
-    first (empty without repeats)."""
+    first (empty without repeats). `frame` holds those rows: the table, or rows fetched."""
     if not repeats.aside:
         return {}
     repeated = compacted(frame.filter(repeats.involved.expr(ROW)).select(SOURCE_FILE))

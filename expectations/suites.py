@@ -65,11 +65,14 @@ def _rule_meta(rule: Rule, notes: str | None = None) -> dict[str, Any]:
     return meta
 
 
-def _finite_max(rule: Rule) -> float | None:
-    """The largest finite float for a float column: an infinite amount breaks the rule (as in
-    data.validation), which an open upper bound would let pass."""
+def _finite(rule: Rule, bound: float | None, sign: int) -> float | None:
+    """`bound`, or for a float column the largest finite float of that `sign` where the rule
+    has none: an infinite amount breaks the rule (as in data.validation), which an open bound
+    would let pass."""
+    if bound is not None:
+        return bound
     dtype = TABLES[rule.table].column(rule.column).dtype
-    return sys.float_info.max if dtype.is_float() else None
+    return sign * sys.float_info.max if dtype.is_float() else None
 
 
 def rule_expectation(rule: Rule) -> gxe.Expectation:
@@ -91,15 +94,18 @@ def rule_expectation(rule: Rule) -> gxe.Expectation:
         )
     if rule.kind is Kind.POSITIVE:
         return gxe.ExpectColumnValuesToBeBetween(
-            column=column, min_value=0, strict_min=True, max_value=_finite_max(rule), meta=meta
+            column=column, min_value=0, strict_min=True, max_value=_finite(rule, None, 1), meta=meta
         )
     if rule.kind is Kind.NON_NEGATIVE:
         return gxe.ExpectColumnValuesToBeBetween(
-            column=column, min_value=0, max_value=_finite_max(rule), meta=meta
+            column=column, min_value=0, max_value=_finite(rule, None, 1), meta=meta
         )
     if rule.kind is Kind.IN_RANGE:
         return gxe.ExpectColumnValuesToBeBetween(
-            column=column, min_value=rule.min_value, max_value=rule.max_value, meta=meta
+            column=column,
+            min_value=_finite(rule, rule.min_value, -1),
+            max_value=_finite(rule, rule.max_value, 1),
+            meta=meta,
         )
     if rule.kind is Kind.UNIQUE:
         if len(rule.columns) == 1:

@@ -28,6 +28,7 @@ from gate_cli import FUZZ_BASE, MISMATCH, SHARE, Base, assert_no_crash, run_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.fuzz
 PROFILE = settings.get_profile("pdflow-" + os.environ.get("PDFLOW_FUZZ_PROFILE", "ci"))
 SPAN_DAYS = 120  # FUZZ_BASE's four months
 
@@ -62,7 +63,6 @@ def test_a_clean_root_passes_with_nothing_set_aside(fuzz_base: Base) -> None:
     )
 
 
-@pytest.mark.fuzz
 @PROFILE
 @given(case=cases())
 def test_the_gate_gives_the_contracts_outcome_for_any_mixture_of_faults(

@@ -18,6 +18,7 @@ from itertools import chain
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from data.contract import TABLES, Column, Table
 
@@ -292,6 +293,52 @@ def _schema(table: Table, with_source: bool) -> pl.Schema:
             SOURCE_PARTITION: pl.Date(),
         }
     )
+
+
+@dataclass(frozen=True)
+class FileRows:
+    """Where one file's rows lie in its table's numbered scan (``_row``)."""
+
+    path: Path
+    first_row: int
+    rows: int
+    group: int  # files of one group are read by one scan, numbered one after another
+    columns: frozenset[str]  # the file's own columns
+
+
+def file_rows(files: TableFiles) -> list[FileRows]:
+    """Each file's place in the numbering ``scan_table(..., with_source=True)`` gives the rows,
+    from the files' footers."""
+    schemas = read_schemas(files)
+    layout, first = [], 0
+    for group_id, group in enumerate(_uniform_groups(schemas, files.table)):
+        for path in group:
+            rows = pq.read_metadata(path).num_rows
+            layout.append(FileRows(path, first, rows, group_id, frozenset(schemas[path].names())))
+            first += rows
+    return layout
+
+
+def scan_file_rows(layout: list[FileRows], table: Table) -> pl.LazyFrame:
+    """Some files of a table (entries of :func:`file_rows`), their rows numbered as in the
+    whole table's scan: one scan per run of files that follow one another in it."""
+    runs: list[list[FileRows]] = []
+    for part in layout:
+        last = runs[-1][-1] if runs else None
+        if last and last.group == part.group and last.first_row + last.rows == part.first_row:
+            runs[-1].append(part)
+        else:
+            runs.append([part])
+    if not runs:
+        return pl.LazyFrame(schema=_schema(table, with_source=True))
+    frames = [
+        _scan_group(
+            [p.path for p in run], table, True, set().union(*(p.columns for p in run)),
+            run[0].first_row,
+        )
+        for run in runs
+    ]  # fmt: skip
+    return pl.concat(frames, how="vertical")
 
 
 def scan_table(raw_root: Path | str, name: str, *, with_source: bool = False) -> pl.LazyFrame:

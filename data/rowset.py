@@ -36,6 +36,11 @@ class RowSet:
         at = self._positions(positions)
         return ((self._bits[at >> 3] >> (at & 7)) & 1).astype(bool)
 
+    def any_between(self, start: int, stop: int) -> bool:
+        """Whether a position in ``start .. stop - 1`` may be in the set: exact at the edges
+        of whole bytes, so a range may answer True for a set position up to 7 rows outside."""
+        return stop > start and bool(self._bits[start >> 3 : ((stop - 1) >> 3) + 1].any())
+
     def __len__(self) -> int:
         return int(np.bitwise_count(self._bits).sum())
 

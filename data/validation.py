@@ -58,8 +58,11 @@ from data.readers import (
     SOURCE_PARTITION,
     SOURCE_ROW,
     ContractError,
+    TableFiles,
+    file_rows,
     list_table_files,
     scan_file,
+    scan_file_rows,
     scan_raw,
 )
 from data.repeats import (
@@ -343,7 +346,7 @@ def check_table(
     timezone: str,
     parents: Parents,
     out: Path,
-    files: tuple[Path, ...],
+    files: TableFiles,
     rows_read: int,
     settings: ValidationSettings,
 ) -> TableCheck:
@@ -371,7 +374,9 @@ def check_table(
         engine="streaming",
     )
     buckets_written = bucket_files(marks)
-    candidates = sample_candidates(files, table, as_of, timezone, parents, settings.gx_sample_rows)
+    candidates = sample_candidates(
+        files.files, table, as_of, timezone, parents, settings.gx_sample_rows
+    )
     passed = ~pl.col(BROKEN)  # uniqueness is decided among the rows that pass the row rules
     suspects, repeated = repeated_keys(
         buckets_written, rows_read, passed, candidates.get_column(KEY), settings.key_bucket_rows
@@ -381,7 +386,8 @@ def check_table(
         rows = pl.scan_parquet(buckets_written).filter(pl.col(BROKEN) | pl.col(DANGLING))
         broken.add_batches(rows.select(ROW).collect_batches(engine="streaming"), ROW)
     # The rows that break a rule and the rows whose key repeats, in one scan of the table.
-    fetched = fetch_rows(flagged, broken.union(suspects), work / "fetched.parquet")
+    fetched = fetch_rows(frame, files, broken.union(suspects), work / "fetched.parquet")
+    fetched = flag_rows(fetched, table, as_of, timezone, parents)
     repeats = judge(
         fetched, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
     )
@@ -431,13 +437,20 @@ def sample_candidates(
     return rows.filter(passing).select(columns).collect().head(sample_rows)
 
 
-def fetch_rows(flagged: pl.LazyFrame, rows: RowSet, path: Path) -> pl.LazyFrame:
-    """The `flagged` rows at the positions `rows`, written to `path` in one scan (copied
-    before the sink: see data.storage.compacted) and scanned from there; empty without any."""
+def fetch_rows(frame: pl.LazyFrame, files: TableFiles, rows: RowSet, path: Path) -> pl.LazyFrame:
+    """The rows of `frame` (read from `files`) at the positions `rows`, written to `path` and
+    scanned from there; empty without any. Only the files that hold such rows are read, and
+    the batches are copied before the sink (see data.storage.compacted)."""
     if not rows:
-        return flagged.head(0)
-    compacted(flagged.filter(rows.expr(ROW))).sink_parquet(path, engine="streaming")
-    return pl.scan_parquet(path)
+        return frame.head(0)
+    layout = file_rows(files)
+    holding = [f for f in layout if rows.any_between(f.first_row, f.first_row + f.rows)]
+    source = scan_file_rows(holding, files.table) if len(holding) < len(layout) else frame
+    compacted(source.filter(rows.expr(ROW))).sink_parquet(path, engine="streaming")
+    fetched = pl.scan_parquet(path)
+    if (found := fetched.select(pl.len()).collect().item()) != len(rows):
+        raise RuntimeError(f"{files.table.name}: fetched {found} rows of {len(rows)}")
+    return fetched
 
 
 def _write_quarantine(
@@ -692,7 +705,10 @@ def run_gate(
     report = GateReport(as_of=day, tables={}, quarantine=out / "quarantine", scans=tables)
     for name in ORDER:
         table = TABLES[name]
-        files = list_table_files(Path(raw), table).files if (Path(raw) / name).is_dir() else ()
+        folder = Path(raw) / name
+        files = (
+            list_table_files(Path(raw), table) if folder.is_dir() else TableFiles(table, folder, ())
+        )
         check = check_table(
             tables[name], table, day, timezone, parents, out, files, rows_read[name], settings
         )

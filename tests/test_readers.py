@@ -9,7 +9,16 @@ import polars as pl
 import pytest
 
 from data.contract import TABLES
-from data.readers import ContractError, scan_raw, scan_table
+from data.readers import (
+    SOURCE_FILE,
+    SOURCE_ROW,
+    ContractError,
+    file_rows,
+    list_table_files,
+    scan_file_rows,
+    scan_raw,
+    scan_table,
+)
 
 CONSUMPTION_ROWS = [
     {
@@ -165,3 +174,49 @@ def test_pii_columns_are_still_required_in_the_files(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="required column is missing") as err:
         scan_table(tmp_path, "users")
     assert (err.value.table, err.value.column, err.value.file) == ("users", "phone", path)
+
+
+def test_some_files_scanned_alone_keep_the_whole_tables_row_numbers(tmp_path: Path) -> None:
+    """file_rows places each file's rows in the numbered scan; scan_file_rows reads a few
+    files with those numbers, across groups of files in different compatible types."""
+    frame = consumption_frame()
+    write_hive(tmp_path, frame)
+    widened = tmp_path / "consumption" / "dt=2024-03-03" / "part-0.parquet"
+    pl.read_parquet(widened).with_columns(pl.col("amount").cast(pl.Float32)).write_parquet(widened)
+    whole = scan_table(tmp_path, "consumption", with_source=True).collect()
+    files = list_table_files(tmp_path, TABLES["consumption"])
+    layout = file_rows(files)
+    assert [f.rows for f in layout] == [1] * 6 and len({f.group for f in layout}) == 2
+    some = [layout[1], layout[2], layout[5]]
+    alone = scan_file_rows(some, TABLES["consumption"]).collect().sort(SOURCE_ROW)
+    expected = whole.filter(pl.col(SOURCE_ROW).is_in([f.first_row for f in some]))
+    assert alone.equals(expected.sort(SOURCE_ROW))
+    assert alone.height == 3
+
+
+def test_a_vendor_column_named_like_the_readers_own_is_ignored(tmp_path: Path) -> None:
+    frame = consumption_frame().with_columns(_file=pl.lit("vendor"), _row=pl.lit(-1))
+    write_hive(tmp_path, frame)
+    read = scan_table(tmp_path, "consumption", with_source=True).collect()
+    assert read[SOURCE_ROW].to_list() == list(range(6))
+    assert read[SOURCE_FILE].str.ends_with("part-0.parquet").all()
+
+
+def test_a_wider_integer_holding_what_the_contract_type_cannot_is_named(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.mkdir()
+    schema = {**TABLES["users"].schema, "birth_year": pl.Int32()}
+    row = {c: None for c in schema} | {"user_id": "u1", "birth_year": 40_000}
+    pl.DataFrame([row], schema=schema).write_parquet(users / "part-0.parquet")
+    with pytest.raises(ContractError, match="cannot hold") as caught:
+        scan_table(tmp_path, "users")
+    assert (caught.value.table, caught.value.column) == ("users", "birth_year")
+    assert caught.value.file == users / "part-0.parquet"
+
+
+@pytest.mark.parametrize("folder", ["dt=20240301", "dt=2024-W09-5", "dt=2024-3-1"])
+def test_a_dt_folder_not_written_yyyy_mm_dd_is_named(tmp_path: Path, folder: str) -> None:
+    (tmp_path / "consumption" / folder).mkdir(parents=True)
+    consumption_frame().write_parquet(tmp_path / "consumption" / folder / "part-0.parquet")
+    with pytest.raises(ContractError, match="is not dt=YYYY-MM-DD"):
+        scan_table(tmp_path, "consumption")

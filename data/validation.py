@@ -1,21 +1,22 @@
 """The data gate's Polars engine: every raw row is kept or set aside with the rule it broke.
 
-For each contract table, one streaming scan (``pl.collect_all`` of two sinks) evaluates:
+For each contract table, one streaming scan (``pl.collect_all`` of a sink and the count of
+application pairs) evaluates every row rule on every row, in file order: nulls, unknown
+enumeration values, non-positive or non-finite amounts, ranges, timestamps outside pdflow's
+bound, records on or after the as-of day, timestamps filed under another ``dt=`` partition,
+loan ids on rejected applications, repayments of loans applied on or after the as-of day;
+and, for the rows that pass them, the references to the kept rows of the parent tables
+(users, approved loans, applications), looked up in the parents' 64-bit hashes. Every row's
+verdict (its position, the 64-bit hash of its unique key, whether it breaks a rule or a
+reference) is written to hash-bucket files on disk (``data.repeats``).
 
-1. every row rule on every row, in file order: nulls, unknown enumeration values,
-   non-positive amounts, ranges, records on or after the as-of day, timestamps filed under
-   another ``dt=`` partition, loan ids on rejected applications, repayments of loans applied
-   on or after the as-of day; and, for the rows that pass them, the references to the kept
-   rows of the parent tables (users, approved loans, applications), looked up in the parents'
-   64-bit hashes. The rows that break a rule, and a bounded sample of the others for Great
-   Expectations, are written to a staging file;
-2. the 64-bit hash of each passing row's unique key (the whole row for tables without one),
-   written with the row's position to hash-bucket files on disk (``data.repeats``).
-
-Each bucket is then grouped on its own: the keys that occur more than once (usually none).
-Only the rows of those keys are hashed again and judged: an exact copy of a row (a file or
-day loaded twice) keeps its first copy and the others are set aside; rows that share a
-unique id but differ are all set aside, since nothing says which one is true.
+Each bucket is then grouped on its own: the keys that occur more than once among the rows
+that pass the row rules (usually none). The rows that break a rule and the rows of repeated
+keys are fetched in one more scan, of the files that hold them only (usually none), and
+judged there: an exact copy of a row (a file or day loaded twice) keeps its first copy and
+the others are set aside; rows that share a unique id but differ are all set aside, since
+nothing says which one is true. The Great Expectations sample's kept rows are the first rows
+of a few files spread over the table.
 
 Each row's ``_reason`` is the first rule it broke: row rules, then uniqueness, then
 references. Rows set aside go to ``quarantine/<table>.parquet`` with ``_reason``, ``_file``

@@ -56,6 +56,20 @@ def test_row_set_filters_a_streaming_scan(tmp_path: Path) -> None:
     assert kept["x"].to_list() == [x for x in range(100_000) if x % 3]
 
 
+@pytest.mark.parametrize("step", [3, 1_001])  # a bitmap look-up; a list (fewer than 1 in 64)
+def test_row_set_filters_alike_whether_its_positions_are_many_or_few(
+    tmp_path: Path, step: int
+) -> None:
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"x": np.arange(100_000)}).write_parquet(path, row_group_size=7_000)
+    aside = RowSet(100_000)
+    aside.add(np.arange(5, 100_000, step))
+    assert aside.positions().tolist() == list(range(5, 100_000, step))
+    scan = pl.scan_parquet(path, row_index_name=ROW)
+    kept = scan.filter(~aside.expr(ROW)).select("x").collect(engine="streaming")
+    assert kept["x"].to_list() == [x for x in range(100_000) if (x - 5) % step or x < 5]
+
+
 def _numbered(frame: pl.DataFrame, files: list[str]) -> pl.LazyFrame:
     return frame.lazy().with_row_index(ROW).with_columns(pl.Series(SOURCE_FILE, files))
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -97,9 +98,11 @@ def run_stage(name: str, args: argparse.Namespace, code: Path | None) -> dict[st
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    done = subprocess.run(
-        [*command, "--stage", name], capture_output=True, text=True, check=True, env=env
-    )
+    started = time.perf_counter()
+    done = subprocess.run([*command, "--stage", name], capture_output=True, text=True, env=env)
+    if done.returncode != 0:  # a stage killed for memory is a result, not the bench's end
+        died = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        return {"seconds": time.perf_counter() - started, "peak_rss_gib": math.nan, "died": died}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -138,7 +141,8 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for name, r in runs:
         ratio = f"{r['seconds'] / base:.2f}" if base else "-"
-        print(f"| {name} | {r['seconds']:.1f} | {ratio} | {r['peak_rss_gib']:.2f} |")
+        peak = f"died ({r['died']})" if "died" in r else f"{r['peak_rss_gib']:.2f}"
+        print(f"| {name} | {r['seconds']:.1f} | {ratio} | {peak} |")
 
 
 if __name__ == "__main__":

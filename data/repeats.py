@@ -2,10 +2,10 @@
 
 Uniqueness spans a table's whole history, so the gate cannot hold it per partition. It
 holds it per hash bucket instead: each row's 64-bit key hash and position are written to
-``buckets`` files by the hash, and each file is grouped on its own by the streaming engine.
-A group-by's state is one entry per distinct key of the file, whatever the input: a file
-loaded twice doubles the rows of every bucket, and a table whose rows all share one key puts
-them all in one bucket as a single group.
+``buckets`` files by the hash, and each file is searched on its own: sorted in memory when it
+holds about the rows expected, grouped by the streaming engine (one entry per distinct key)
+when one key swelled it. A file loaded twice doubles the rows of every bucket, and a table
+whose rows all share one key puts them all in one bucket as a single group.
 
 Two passes:
 
@@ -16,7 +16,8 @@ Two passes:
    since nothing says which one is true. Two different keys with the same 128-bit hash would
    be judged as one key: at 10^9 rows the odds are about one in 10^20.
 
-Every step is a scan, a hash, a streaming group-by or a hash join: linear in the rows.
+Every step is a scan, a hash, a sort of one bucket, a streaming group-by or a hash join:
+n log n in the rows at most.
 """
 
 from __future__ import annotations

@@ -34,13 +34,17 @@ class Kind(StrEnum):
     REFERENCE = "reference"
 
 
-ROW_KINDS = (
+VALUE_KINDS = (
     Kind.NOT_NULL,
     Kind.IN_SET,
     Kind.POSITIVE,
     Kind.NON_NEGATIVE,
     Kind.IN_RANGE,
     Kind.TIME_RANGE,
+)
+"""Rules a row breaks by the value of one of its columns alone."""
+ROW_KINDS = (
+    *VALUE_KINDS,
     Kind.BEFORE_AS_OF,
     Kind.PARTITION_DATE,
     Kind.LOAN_ID_IFF_APPROVED,

@@ -352,8 +352,9 @@ def check_table(
     settings: ValidationSettings,
 ) -> TableCheck:
     """Every rule on every row of one table (`frame`, read from `files`) in one streaming
-    scan, then the keys a bucket at a time (module docstring). The set-aside rows and the
-    rows of repeated keys take one more scan each, only when there are any."""
+    scan, then the keys a bucket at a time (module docstring). The rows that break a rule and
+    the rows of repeated keys take one more scan, of the files that hold them, only when
+    there are any."""
     flagged = flag_rows(frame, table, as_of, timezone, parents)
     work = out / ".work" / table.name
     marks = work / "marks"
@@ -386,8 +387,8 @@ def check_table(
     if buckets_written:
         rows = pl.scan_parquet(buckets_written).filter(pl.col(BROKEN) | pl.col(DANGLING))
         broken.add_batches(rows.select(ROW).collect_batches(engine="streaming"), ROW)
-    # The rows that break a rule and the rows whose key repeats, in one scan of the table.
-    fetched = fetch_rows(frame, files, broken.union(suspects), work / "fetched.parquet")
+    # The rows that break a rule and the rows whose key repeats, fetched once.
+    fetched = fetch_rows(files, broken.union(suspects), work / "fetched.parquet")
     fetched = flag_rows(fetched, table, as_of, timezone, parents)
     repeats = judge(
         fetched, suspects, key, table.read_names, work / "judge", settings.key_bucket_rows
@@ -438,15 +439,15 @@ def sample_candidates(
     return rows.filter(passing).select(columns).collect().head(sample_rows)
 
 
-def fetch_rows(frame: pl.LazyFrame, files: TableFiles, rows: RowSet, path: Path) -> pl.LazyFrame:
-    """The rows of `frame` (read from `files`) at the positions `rows`, written to `path` and
+def fetch_rows(files: TableFiles, rows: RowSet, path: Path) -> pl.LazyFrame:
+    """The rows of a table (read from `files`) at the positions `rows`, written to `path` and
     scanned from there; empty without any. Only the files that hold such rows are read, and
     the batches are copied before the sink (see data.storage.compacted)."""
     if not rows:
-        return frame.head(0)
+        return scan_file_rows([], files.table)
     layout = file_rows(files)
     holding = [f for f in layout if rows.any_between(f.first_row, f.first_row + f.rows)]
-    source = scan_file_rows(holding, files.table) if len(holding) < len(layout) else frame
+    source = scan_file_rows(holding, files.table)
     compacted(source.filter(rows.expr(ROW))).sink_parquet(path, engine="streaming")
     fetched = pl.scan_parquet(path)
     if (found := fetched.select(pl.len()).collect().item()) != len(rows):
@@ -457,9 +458,9 @@ def fetch_rows(frame: pl.LazyFrame, files: TableFiles, rows: RowSet, path: Path)
 def _write_quarantine(
     flagged: pl.LazyFrame, aside: RowSet, repeats: Repeats, table: Table, path: Path
 ) -> tuple[dict[str, int], Path | None]:
-    """Write the rows at the `aside` positions of `flagged` (the table, or the rows fetched
-    from it) with the first rule each broke: row rules, then uniqueness (`repeats`), then
-    references. Return the count of each reason and the file (None: nothing set aside)."""
+    """Write the rows at the `aside` positions of `flagged` (the rows fetched from the table)
+    with the first rule each broke: row rules, then uniqueness (`repeats`), then references.
+    Return the count of each reason and the file (None: nothing set aside)."""
     if not aside:
         return {}, None
     reason = [pl.col(REASON)]
@@ -470,17 +471,17 @@ def _write_quarantine(
         pl.coalesce(*reason, pl.col(REFERENCE)).alias(REASON)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    compacted(rows.select(quarantine_columns(table))).sink_parquet(path, engine="streaming")
+    rows.select(quarantine_columns(table)).sink_parquet(path, engine="streaming")
     reasons = pl.scan_parquet(path).group_by(REASON).len().sort(REASON).collect()
     return {str(r): n for r, n in reasons.iter_rows()}, path
 
 
 def _files_of(frame: pl.LazyFrame, repeats: Repeats) -> dict[str, int]:
     """How many rows that repeat (set aside, or kept as the first copy) each file holds, most
-    first (empty without repeats). `frame` holds those rows: the table, or rows fetched."""
+    first (empty without repeats). `frame` holds those rows (the rows fetched)."""
     if not repeats.aside:
         return {}
-    repeated = compacted(frame.filter(repeats.involved.expr(ROW)).select(SOURCE_FILE))
+    repeated = frame.filter(repeats.involved.expr(ROW)).select(SOURCE_FILE)
     counts = repeated.group_by(SOURCE_FILE).len().collect(engine="streaming")
     return dict(counts.sort(["len", SOURCE_FILE], descending=[True, False]).iter_rows())
 

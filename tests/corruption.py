@@ -54,7 +54,7 @@ from data.contract import (
     Table,
     within_record_range,
 )
-from data.rules import RULES, Kind
+from data.rules import RULES, VALUE_KINDS
 
 TZ = "Asia/Shanghai"
 HIDDEN = ("_rid", "_file", "_broken", "_copy_of")
@@ -75,15 +75,8 @@ ORDER = (
 PARTITIONED = tuple(name for name, t in TABLES.items() if t.partitioned)
 UNIQUE_TABLES = tuple(name for name, t in TABLES.items() if t.unique)
 USER_TABLES = tuple(name for name, t in TABLES.items() if "user_id" in t.references)
-VALUE_KINDS = ("not_null", "in_set", "positive", "non_negative", "in_range")
-VALUE_RULE_KINDS = (
-    Kind.NOT_NULL,
-    Kind.IN_SET,
-    Kind.POSITIVE,
-    Kind.NON_NEGATIVE,
-    Kind.IN_RANGE,
-    Kind.TIME_RANGE,
-)
+# The endings of the value rules' names (a time range is named <column>_in_range too).
+VALUE_SUFFIXES = ("not_null", "in_set", "positive", "non_negative", "in_range")
 DT_FOLDER = re.compile(r"^dt=(\d{4})-(\d{2})-(\d{2})$")
 Amount = int | float  # an int is a number of rows, a float a share of the table's rows
 
@@ -156,7 +149,7 @@ class Root:
         dtype = frame.schema[column]
         new = value if isinstance(value, pl.Expr) else pl.lit(value, dtype=dtype)
         hit = pl.col("_rid").is_in(pl.Series(rids, dtype=pl.Int64).implode())
-        struck = [f"{column}_{kind}" for kind in VALUE_KINDS]
+        struck = [f"{column}_{suffix}" for suffix in VALUE_SUFFIXES]
         book = pl.col("_broken").list.set_difference(pl.lit(struck, dtype=pl.List(pl.String)))
         book = book.list.concat(pl.lit(broken, dtype=pl.List(pl.String))).list.unique()
         self.tables[table] = frame.with_columns(
@@ -1082,7 +1075,7 @@ def _row_stage(frame: pl.DataFrame, table: str, as_of: date, future_loans: pl.Se
     broken: dict[str, pl.Expr] = {
         rule.name: pl.col("_broken").list.contains(rule.name)
         for rule in RULES[table]
-        if rule.kind in VALUE_RULE_KINDS
+        if rule.kind in VALUE_KINDS
     }
     t = TABLES[table]
     for col in t.readable:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from data.generator.config import SCENARIOS
 from data.readers import ContractError
 from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
@@ -134,20 +135,27 @@ def generate(
     months: Annotated[int | None, typer.Option(min=1, help="Months simulated")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     start: DateOption = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="A preset world (default: generator.scenario in the settings): "
+            f"{', '.join(SCENARIOS)}. Values set in the settings or by other flags win over "
+            "the preset's",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write synthetic raw logs of a simulated lender, in the raw-log contract."""
     from data.generator import generate as run_generator
 
     with user_errors():
-        settings = _settings(ctx)
         chosen = {"users": users, "months": months, "seed": seed, "start": start and start.date()}
-        config = replace(
-            settings.generator,
-            timezone=settings.contract.timezone,
-            **{k: v for k, v in chosen.items() if v is not None},
-        )
+        settings = _settings(ctx, generator={"scenario": scenario, **chosen})
+        config = replace(settings.generator, timezone=settings.contract.timezone)
         report = run_generator(out, config, progress=sys.stderr.isatty())
-    table = Table("table", "rows", title=f"Wrote {out}")
+    world = f"the {config.scenario} world, {config.users:,} users, {config.months} months"
+    table = Table("table", "rows", title=f"Wrote {out}: {world}")
     for name, rows in report.rows.items():
         table.add_row(name, f"{rows:,}")
     console.print(table)

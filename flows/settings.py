@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from data.config import ContractSettings, LabelSettings, ValidationSettings
-from data.generator.config import GeneratorConfig
+from data.generator.config import GeneratorConfig, with_scenario
 from features.base import FeatureSettings
 from models.config import (
     DecisionSettings,
@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+
+    @field_validator("generator", mode="before")
+    @classmethod
+    def _apply_scenario(cls, value: Any) -> Any:
+        """``generator.scenario`` names a preset world; every key set in the file, the
+        environment or a flag overrides the preset's value (``with_scenario``)."""
+        return with_scenario(value) if isinstance(value, dict) else value
 
     @classmethod
     def settings_customise_sources(

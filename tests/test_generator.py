@@ -70,7 +70,26 @@ def test_partition_is_local_date_of_timestamp(small):
 
 
 def test_value_sets_and_row_rules(frames):
+    assert_rows_follow_the_contract(frames)
+    users = frames["users"]
+    assert users["id_number"].str.len_chars().eq(18).all()
+    assert users["phone"].str.contains(r"^1\d{10}$").all()
+    # every value of the small enumerations actually occurs
+    for name, col in [
+        ("transactions", "txn_type"),
+        ("consumption", "merchant_category"),
+        ("app_events", "event"),
+        ("social", "interaction"),
+        ("applications", "channel"),
+        ("users", "occupation"),
+    ]:
+        assert set(frames[name][col].unique()) == set(TABLES[name].column(col).values), col
+
+
+def assert_rows_follow_the_contract(frames: dict[str, pl.DataFrame]) -> None:
+    """Every table's schema, nulls, value sets, ranges and unique keys are the contract's."""
     for name, table in TABLES.items():
+        assert frames[name].schema == table.schema, name
         df = frames[name]
         for col in table.columns:
             s = df[col.name]
@@ -88,19 +107,6 @@ def test_value_sets_and_row_rules(frames):
                 assert s.max() <= col.max_value, (name, col.name)
         if table.unique:
             assert df.select(table.unique).is_duplicated().sum() == 0, name
-    users = frames["users"]
-    assert users["id_number"].str.len_chars().eq(18).all()
-    assert users["phone"].str.contains(r"^1\d{10}$").all()
-    # every value of the small enumerations actually occurs
-    for name, col in [
-        ("transactions", "txn_type"),
-        ("consumption", "merchant_category"),
-        ("app_events", "event"),
-        ("social", "interaction"),
-        ("applications", "channel"),
-        ("users", "occupation"),
-    ]:
-        assert set(frames[name][col].unique()) == set(TABLES[name].column(col).values), col
 
 
 def peers(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:

@@ -4,6 +4,7 @@ Public API::
 
     from data.generator import GeneratorConfig, GenerationReport, generate
     report = generate(Path("raw"), GeneratorConfig(users=20_000, months=24, seed=7))
+    report = generate(Path("thin"), GeneratorConfig.from_scenario("thin_file", users=5_000))
 
 The world (details in :mod:`.population` and :mod:`.tables`):
 
@@ -19,7 +20,16 @@ The world (details in :mod:`.population` and :mod:`.tables`):
   own, so social rows and transfers / red packets sometimes name a non-customer;
 - from ``campaign_start`` a push-message campaign brings extra, riskier applicants;
 - every table is a noisy view of traits and *current* stress; ``_truth.true_pd`` is the
-  non-linear default probability the simulator drew each loan's outcome from.
+  non-linear default probability the simulator drew each loan's outcome from;
+- scenario knobs change the world, not only its size: per family of tables a signal
+  (``bureau_signal``, ``consumption_signal``, ``transactions_signal``, ``social_signal``,
+  ``app_signal``; 1 = as above, 0 = the family shows every user as the population's typical
+  risk, > 1 amplified) scales how strongly its rows reflect latent risk, without changing
+  who defaults; ``bureau_coverage`` leaves the users without a bureau file out of the
+  bureau's tables; ``community_weight`` scales how much of stress and default the
+  community shares. Named presets of them (``SCENARIOS``: ``small_lender``, ``thin_file``,
+  ``strong_drift``, ...) are in :mod:`.config`; ``GeneratorConfig.from_scenario(name,
+  **overrides)`` builds one.
 
 Output layout, determinism and atomicity are documented on :func:`generate`.
 """
@@ -40,10 +50,16 @@ from data.contract import EVENT_TABLES, TABLES
 from data.storage import swap_into_place
 
 from .block import BlockResult, finish_output, run_block
-from .config import GenerationReport, GeneratorConfig
+from .config import SCENARIO_DESCRIPTIONS, SCENARIOS, GenerationReport, GeneratorConfig
 from .timeline import Timeline
 
-__all__ = ["GenerationReport", "GeneratorConfig", "generate"]
+__all__ = [
+    "SCENARIOS",
+    "SCENARIO_DESCRIPTIONS",
+    "GenerationReport",
+    "GeneratorConfig",
+    "generate",
+]
 
 
 def _replaceable(out: Path) -> bool:

@@ -4,6 +4,12 @@ Blocks are independent (communities and friendships stay inside a block, and eac
 has its own outsiders, numbered apart from every other block's), so they can run in separate
 worker processes; block ``b`` always draws from the same seed-sequence child and writes only
 files named ``part-<b>.parquet``.
+
+Each family of tables reads the world through its own view (:func:`.population.family_view`,
+the family's signal knob), and the bureau's tables keep only the users it has a file on
+(``bureau_coverage``). What the views and the coverage draw comes from streams of their own,
+used only when a knob is not at its default, so the default world's rows do not depend on
+them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 
 from . import tables as T
 from .config import GeneratorConfig
-from .population import build_population
+from .population import build_population, family_view
 from .timeline import Timeline
 from .writer import PartWriter, write_empty_tables
 
@@ -29,7 +35,14 @@ STREAMS = (
     "consumption",
     "social",
     "app_events",
-    "outsiders",  # last: spawning one more child leaves the seeds of the others as they were
+    "outsiders",  # after the others: spawning more children leaves the seeds of the others
+    # the scenario knobs' own streams, drawn from only when a knob is not at its default
+    "bureau_coverage",
+    "bureau_view",
+    "transactions_view",
+    "consumption_view",
+    "social_view",
+    "app_view",
 )
 
 
@@ -46,9 +59,7 @@ def run_block(
 ) -> BlockResult:
     """Simulate block ``b`` (seeded by ``ss``) and write its files under ``root``."""
     tl = Timeline.build(config.start, config.months, config.timezone)
-    rngs = dict(
-        zip(STREAMS, (np.random.default_rng(s) for s in ss.spawn(len(STREAMS))), strict=True)
-    )
+    rngs = block_streams(ss)
     first = b * config.block_users
     n = min(config.block_users, config.users - first)
     writer = PartWriter(root, tl)
@@ -59,19 +70,40 @@ def run_block(
         for chunk in (apps, reps, truth):
             writer.write(chunk, b)
         del apps, reps, truth
-        writer.write(T.bureau_snapshots(rngs["bureau_snapshots"], pop, tl), b)
-        writer.write(T.bureau_inquiries(rngs["bureau_inquiries"], pop, tl, ev), b)
-        writer.write(T.transactions(rngs["transactions"], pop, tl, config, ev), b)
+        view = family_view(pop, config.bureau_signal, rngs["bureau_view"])
+        filed = bureau_files(rngs["bureau_coverage"], pop.n, config.bureau_coverage)
+        snapshots = T.bureau_snapshots(rngs["bureau_snapshots"], view, tl)
+        writer.write(T.of_users(snapshots, pop.first_user, filed), b)
+        inquiries = T.bureau_inquiries(rngs["bureau_inquiries"], view, tl, ev)
+        writer.write(T.of_users(inquiries, pop.first_user, filed), b)
+        del view, snapshots, inquiries
+        view = family_view(pop, config.transactions_signal, rngs["transactions_view"])
+        writer.write(T.transactions(rngs["transactions"], view, tl, config, ev), b)
         writer.flush()
-        writer.write(T.consumption(rngs["consumption"], pop, tl, config), b)
+        view = family_view(pop, config.consumption_signal, rngs["consumption_view"])
+        writer.write(T.consumption(rngs["consumption"], view, tl, config), b)
         writer.flush()
-        writer.write(T.social(rngs["social"], pop, tl, config), b)
-        writer.write(T.app_events(rngs["app_events"], pop, tl, config, ev), b)
+        view = family_view(pop, config.social_signal, rngs["social_view"])
+        writer.write(T.social(rngs["social"], view, tl, config), b)
+        view = family_view(pop, config.app_signal, rngs["app_view"])
+        writer.write(T.app_events(rngs["app_events"], view, tl, config, ev), b)
+        del view
         writer.flush()
         active = float(pop.frac.sum())
     finally:
         writer.close()
     return BlockResult(b, dict(writer.rows), writer.files, active)
+
+
+def block_streams(ss: np.random.SeedSequence) -> dict[str, np.random.Generator]:
+    """The random streams of the block seeded by ``ss``, by name (:data:`STREAMS`)."""
+    children = ss.spawn(len(STREAMS))
+    return dict(zip(STREAMS, (np.random.default_rng(s) for s in children), strict=True))
+
+
+def bureau_files(rng: np.random.Generator, n: int, coverage: float) -> np.ndarray | None:
+    """Which of the block's ``n`` users the bureau has a file on (None: every one)."""
+    return None if coverage >= 1.0 else rng.random(n) < coverage
 
 
 def finish_output(root: Path, tl: Timeline) -> int:

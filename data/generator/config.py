@@ -1,10 +1,22 @@
-"""Configuration and run report of the synthetic generator."""
+"""Configuration and run report of the synthetic generator, and the preset worlds (scenarios)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+SIGNALS = (
+    "bureau_signal",
+    "consumption_signal",
+    "transactions_signal",
+    "social_signal",
+    "app_signal",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,49 @@ class GeneratorConfig:
       rows and of those transactions names an outsider. Outsiders' ids follow the customers'
       scheme (``U`` + 9 digits) in a range above every customer number (``users`` and up),
       and they have no rows of their own in any table.
+    - ``community_weight`` (>= 0, default 1): multiplier on the community's effect on
+      stress and default: the community risk factor (in the stress level, the true default
+      logit and the campaign's selection) and the monthly community shocks to stress. Above
+      1, more of the risk is shared by friends; 0 removes it. Unlike the signal knobs, it changes
+      who defaults (the bad rate rises with it: about 5.9% of labelled loans at 1 and 7.6%
+      at 2, 8,000 users over 24 months).
+
+    Signal knobs change what the tables show, never the world itself: the users, their
+    stress, applications, decisions, repayments and ``_truth`` are the same whatever their
+    values (for the same size, seed and other knobs).
+
+    - ``bureau_signal``, ``consumption_signal``, ``transactions_signal``, ``social_signal``,
+      ``app_signal`` (>= 0, default 1): how strongly each family's tables reflect the
+      users' latent risk. The family's tables (``bureau_snapshots`` and ``bureau_inquiries``;
+      ``consumption``; ``transactions``; ``social``; ``app_events``) are drawn from a view of
+      the latent state in which every latent quantity (stress, income, stability,
+      impulsivity, discipline, appetite) is ``mean + signal * (x - mean)``, the mean taken
+      over the block's users (per month for stress); the states simulated from them (loans
+      and delinquency at other lenders, credit cards, devices) are re-simulated from that
+      view, coupled to the real ones (the same uniforms; Poisson counts thinned or topped
+      up), and the friendships the social and transfer rows name keep their real peer with
+      probability ``signal`` (else a random customer of the block; above 1, ties outside
+      the user's community move into it with probability ``1 - 1 / signal``). 1 is the
+      default world; 0 draws the family as if every user had the population's typical
+      latent risk, so it tells nothing about who defaults beyond the observable profile;
+      above 1 the deviations are amplified, each quantity clipped to the range of the
+      block's real values and the other lenders' loan, card and device rates to the range
+      of the real rates (rates are exponential in the latents, so 2 already makes heavy
+      multi-lenders common). Rows that repeat this lender's own applications
+      and repayments (its bureau inquiry at each application, its disbursements and
+      repayments in ``transactions``, the application and repayment sessions in
+      ``app_events``) are kept as they are.
+    - ``bureau_coverage`` (in (0, 1], default 1): share of users the credit bureau has a
+      file on; the others have no rows in ``bureau_snapshots`` or ``bureau_inquiries`` (a
+      thin-file world). The lender's existing policy still decides as in the default world.
+
+    Drift uses ``shock_start`` / ``shock_size`` and ``campaign_start`` / ``campaign_rate``.
+
+    ``scenario`` names the preset of :data:`SCENARIOS` the values were resolved from. Direct
+    construction only records the name (it must be a known one): the world is what the
+    fields say. :meth:`from_scenario` applies a preset under explicit values, and so do the
+    settings (``generator: {scenario: thin_file}`` in ``mlflow.yml``,
+    ``PDFLOW_GENERATOR__SCENARIO``, ``pdflow generate --scenario``).
 
     ``workers`` processes generate blocks in parallel (output does not depend on it; peak
     memory grows with it).
@@ -55,6 +110,14 @@ class GeneratorConfig:
     shock_size: float = 0.8
     pre_registered: float = 0.6
     outsider_share: float = 0.07
+    community_weight: float = 1.0
+    bureau_signal: float = 1.0
+    consumption_signal: float = 1.0
+    transactions_signal: float = 1.0
+    social_signal: float = 1.0
+    app_signal: float = 1.0
+    bureau_coverage: float = 1.0
+    scenario: str = "default"
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -72,10 +135,100 @@ class GeneratorConfig:
                 "users must be at most 500,000,000 when outsider_share > 0 "
                 "(outsiders' 9-digit numbers lie above every customer's)"
             )
+        for name in ("community_weight", *SIGNALS):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if not 0.0 < self.bureau_coverage <= 1.0:
+            raise ValueError("bureau_coverage must be in (0, 1]")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(unknown_scenario(self.scenario))
 
     @property
     def n_blocks(self) -> int:
         return -(-self.users // self.block_users)
+
+    @classmethod
+    def from_scenario(cls, name: str = "default", **overrides: Any) -> GeneratorConfig:
+        """The preset world ``name`` of :data:`SCENARIOS`, with ``overrides`` on top."""
+        return cls(**with_scenario({**overrides, "scenario": name}))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A preset world: what it is, and the config fields it sets (the rest are defaults)."""
+
+    description: str
+    overrides: Mapping[str, Any]
+
+
+_PRESETS = {
+    "default": Scenario("today's world: 20,000 users over 24 months", {}),
+    "small_lender": Scenario(
+        "a small lender: 5,000 users over 12 months", {"users": 5_000, "months": 12}
+    ),
+    "short_history": Scenario(
+        "a lender's data from another source with a short history: 40,000 users, 14 months",
+        {"users": 40_000, "months": 14},
+    ),
+    "bureau_heavy": Scenario(
+        "the bureau tells much, alternative data little: 30,000 users, 18 months",
+        {
+            "users": 30_000,
+            "months": 18,
+            "bureau_signal": 1.5,
+            "consumption_signal": 0.5,
+            "transactions_signal": 0.5,
+            "social_signal": 0.5,
+            "app_signal": 0.5,
+        },
+    ),
+    "thin_file": Scenario(
+        "the bureau has a file on 30% of users and says little; alternative data carries the "
+        "signal: 30,000 users, 18 months",
+        {"users": 30_000, "months": 18, "bureau_coverage": 0.3, "bureau_signal": 0.5},
+    ),
+    "social_heavy": Scenario(
+        "friends share more of the risk, and the social table shows it more: 20,000 users, "
+        "24 months",
+        {"community_weight": 2.0, "social_signal": 1.5},
+    ),
+    "noisy_app": Scenario(
+        "app behaviour is mostly noise: 20,000 users, 24 months", {"app_signal": 0.2}
+    ),
+    "strong_drift": Scenario(
+        "an earlier, bigger macro shock and a bigger push campaign: 20,000 users, 24 months",
+        {"shock_start": 0.5, "shock_size": 2.0, "campaign_rate": 0.03},
+    ),
+    "large_lender": Scenario(
+        "a large lender: 300,000 users over 12 months", {"users": 300_000, "months": 12}
+    ),
+}
+
+#: Preset worlds: name -> the :class:`GeneratorConfig` fields it sets (the rest are defaults).
+SCENARIOS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {name: MappingProxyType(dict(p.overrides)) for name, p in _PRESETS.items()}
+)
+#: Preset worlds: name -> one line on what the world is.
+SCENARIO_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
+    {name: p.description for name, p in _PRESETS.items()}
+)
+
+
+def unknown_scenario(name: object) -> str:
+    return f"unknown scenario {name!r}; known scenarios: {', '.join(SCENARIOS)}"
+
+
+def with_scenario(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Config field values from explicit ``values`` that may name a ``scenario`` (default
+    ``"default"``): the preset's values, with every value given in ``values`` on top.
+
+    The one place presets are applied (:meth:`GeneratorConfig.from_scenario` and the
+    settings' ``generator`` section). Resolving a result again changes nothing."""
+    name = values.get("scenario", "default")
+    if not isinstance(name, str) or name not in SCENARIOS:
+        raise ValueError(unknown_scenario(name))
+    return {**SCENARIOS[name], **values, "scenario": name}
 
 
 @dataclass

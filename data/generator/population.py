@@ -15,7 +15,8 @@ Communities (homophily)
     (lack of) discipline and cut into contiguous communities of 15-120 users, so members
     resemble each other; each community also carries its own risk factor ``cf`` (shared
     local economy / peer norms) that raises stress and default. Friendship ties among users
-    are ~85% within the community, the rest random within the block.
+    are ~85% within the community, the rest random within the block. ``community_weight``
+    multiplies the factor (everywhere it acts) and the monthly community shocks to stress.
 
 Outsiders (friends who are not customers)
     Not every friend is a customer of the lender. On top of the ties among users, each user
@@ -39,12 +40,20 @@ Credit state (the bureau's view)
     New loans from other lenders arrive at a rate rising with appetite and stress
     (multi-lending); each stays open 6 months. Delinquency on them starts with a probability
     rising with stress and falling with discipline and persists / deepens under stress;
-    ``max_dpd_24m`` is the rolling 24-month maximum including an older history.
+    ``max_dpd_24m`` is the rolling 24-month maximum including an older history. The draws
+    behind this state are kept (:class:`CreditDraws`) for the views.
+
+Views (the signal knobs)
+    Each family of tables reads the world through :func:`family_view` at its signal: the
+    latent quantities pulled towards (below 1) or pushed away from (above 1) the block's
+    mean, the credit state and devices re-simulated from them with the same uniforms, and
+    friendships among users partly rewired. The world itself (this module's
+    :class:`Population`, which applications, decisions and defaults read) never changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -123,6 +132,20 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class CreditDraws:
+    """The random draws behind the credit state at other lenders, kept so that a family's
+    view (:func:`family_view`) can re-simulate it from other latent values."""
+
+    hist: np.ndarray  # (n, 5) new loans in the 5 months before column 0
+    nnew: np.ndarray  # (n, months + 1) new loans per month
+    u_start: np.ndarray  # (n, months + 1) uniforms: delinquency starts when below its chance
+    u_stay: np.ndarray  # (n, months + 1) uniforms: delinquency persists when below its chance
+    fresh: np.ndarray  # (n, months + 1) days past due of a delinquency that starts
+    u_hist0: np.ndarray  # (n,) uniforms: an older delinquency when below its chance
+    b_hist0: np.ndarray  # (n,) its days past due
+
+
+@dataclass
 class Population:
     """Latent and observable state of the users of one block (index 0..n-1 inside the block)."""
 
@@ -149,7 +172,8 @@ class Population:
     eng: np.ndarray
     # communities and friendship graph
     comm: np.ndarray
-    cf: np.ndarray  # community factor per user
+    cf: np.ndarray  # community factor per user, times community_weight
+    mu: np.ndarray  # the user's mean stress level
     e_src: np.ndarray
     e_peer: np.ndarray  # < n: a user of the block; n + k: the block's outsider k
     e_formed: np.ndarray  # local day the tie formed; -1 = before the period
@@ -163,11 +187,15 @@ class Population:
     max24: np.ndarray
     cards: np.ndarray
     card_limit: np.ndarray
+    card_factor: np.ndarray  # card_limit / income
+    draws: CreditDraws  # the draws of the credit state, for views
     # activity window per (user, month)
     lo: np.ndarray  # first local day a user can act in month m
     frac: np.ndarray  # share of month m the user is registered
     # devices
     dev_start: np.ndarray  # (n, MAX_DEVICES) first day of each device; huge = never
+    dev_slots: np.ndarray  # (n, MAX_DEVICES) first day each device would have
+    k_dev: np.ndarray  # Poisson draw of device changes (devices: 1 + min(k_dev, MAX - 1))
     dev_ids: pl.Series  # n * MAX_DEVICES strings
     peer_ids: pl.Series  # ids of peer indices: the n users, then the block's n outsiders
 
@@ -273,7 +301,7 @@ def build_population(
     comm = np.empty(n, dtype=np.int64)
     comm[order] = np.repeat(np.arange(n_comm), sizes)
     cf_comm = rng.normal(0, 1, n_comm)
-    cf = cf_comm[comm]
+    cf = cf_comm[comm] * cfg.community_weight  # the factor as it acts on stress and default
 
     # friendship graph
     deg = 1 + rng.poisson(5 * eng)
@@ -320,49 +348,31 @@ def build_population(
             level
             + 0.72 * (S[:, j - 1] - prev_level)
             + 0.42 * rng.normal(0, 1, n)
-            + 0.22 * comm_shock[comm, j]
+            + (0.22 * cfg.community_weight) * comm_shock[comm, j]
             + jump
         )
 
     # multi-lending at other lenders: new loans per month, each open 6 months
-    hist = rng.poisson(
-        0.12 * np.exp(0.75 * app[:, None] + 0.55 * S[:, :1] + 0.15 * imp[:, None]), (n, 5)
-    )
-    nnew = rng.poisson(0.12 * np.exp(0.75 * app[:, None] + 0.55 * S + 0.15 * imp[:, None]))
-    allnew = np.concatenate([hist, nnew], axis=1)
-    cs = np.cumsum(allnew, axis=1)
-    shifted = np.concatenate([np.zeros((n, 6), dtype=cs.dtype), cs[:, :-6]], axis=1)
-    L = (cs - shifted)[:, 5:]
+    hist = rng.poisson(_lending_rate(app, S[:, :1], imp), (n, 5))
+    nnew = rng.poisson(_lending_rate(app, S, imp))
+    L = _open_loans(hist, nnew)
 
-    # delinquency at other lenders
-    dpd = np.zeros((n, M + 1), dtype=np.int64)
-    prev = np.zeros(n, dtype=np.int64)
-    buckets = np.array([15, 45, 75, 120])
+    # delinquency at other lenders (the uniforms are kept: views re-use them)
+    u_start = np.empty((n, M + 1))
+    u_stay = np.empty((n, M + 1))
+    fresh = np.empty((n, M + 1), dtype=np.int64)
     for j in range(M + 1):
-        start_p = sigmoid(-4.3 - 0.85 * disc + 1.0 * S[:, j] + 0.12 * L[:, j])
-        stay_p = sigmoid(-0.5 - 0.6 * disc + 0.6 * S[:, j])
-        new = (prev == 0) & (rng.random(n) < start_p)
-        stay = (prev > 0) & (rng.random(n) < stay_p)
-        fresh = rng.integers(1, 30, n) + 30 * rng.choice(4, n, p=[0.6, 0.25, 0.1, 0.05])
-        cur = np.where(new, fresh, np.where(stay, np.minimum(prev + 30, 180), 0))
-        dpd[:, j] = cur
-        prev = cur
-    hist0 = np.where(
-        rng.random(n) < sigmoid(-2.8 - 0.85 * disc + 0.5 * mu),
-        rng.choice(buckets, n, p=[0.45, 0.3, 0.15, 0.1]),
-        0,
-    )
-    max24 = np.maximum.accumulate(dpd, axis=1)
-    if M + 1 > 24:  # true rolling 24-month window
-        from numpy.lib.stride_tricks import sliding_window_view
+        u_start[:, j] = rng.random(n)
+        u_stay[:, j] = rng.random(n)
+        fresh[:, j] = rng.integers(1, 30, n) + 30 * rng.choice(4, n, p=[0.6, 0.25, 0.1, 0.05])
+    u_hist0 = rng.random(n)
+    b_hist0 = rng.choice(np.array([15, 45, 75, 120]), n, p=[0.45, 0.3, 0.15, 0.1])
+    draws = CreditDraws(hist, nnew, u_start, u_stay, fresh, u_hist0, b_hist0)
+    dpd, max24 = _delinquency(draws, disc, S, L, mu)
 
-        padded = np.concatenate([np.zeros((n, 23), dtype=dpd.dtype), dpd], axis=1)
-        max24 = sliding_window_view(padded, 24, axis=1).max(axis=2)
-    cols = np.arange(M + 1)
-    max24 = np.maximum(max24, np.where(cols[None, :] < 12, hist0[:, None], 0))
-
-    cards = rng.poisson(np.exp(-0.4 + 0.6 * (log_inc - MEAN_LOG_INCOME) + 0.3 * stab))
-    card_limit = income * rng.lognormal(1.1, 0.4, n)
+    n_cards = rng.poisson(_cards_rate(log_inc, stab))
+    card_factor = rng.lognormal(1.1, 0.4, n)
+    card_limit = income * card_factor
 
     # activity windows
     ms, me = tl.month_start[:-1], tl.month_start[1:]
@@ -370,17 +380,14 @@ def build_population(
     frac = np.clip((me[None, :] - lo) / (me - ms)[None, :], 0.0, 1.0)
 
     # devices: more devices (phone changes) for appetite / stress / impulsivity
-    n_dev = 1 + np.minimum(
-        rng.poisson(0.15 * np.exp(0.4 * app + 0.3 * mu + 0.3 * imp)), MAX_DEVICES - 1
-    )
+    k_dev = rng.poisson(_devices_rate(app, mu, imp))
     first_day = np.maximum(reg_day, 0)
     span = np.maximum(tl.n_days - first_day, 1)
     starts = first_day[:, None] + np.sort(
         np.floor(rng.random((n, MAX_DEVICES - 1)) * span[:, None]).astype(np.int64), axis=1
     )
-    never = np.iinfo(np.int64).max // 4
-    dev_start = np.concatenate([np.full((n, 1), -(10**9)), starts], axis=1)
-    dev_start = np.where(np.arange(MAX_DEVICES)[None, :] < n_dev[:, None], dev_start, never)
+    dev_slots = np.concatenate([np.full((n, 1), -(10**9)), starts], axis=1)
+    dev_start = _devices(dev_slots, k_dev)
 
     uid = user_ids(first_user, n)
     peer_ids = pl.concat([uid, user_ids(cfg.users + first_user, n)]).rename("peer_id")
@@ -421,6 +428,7 @@ def build_population(
         eng=eng,
         comm=comm,
         cf=cf,
+        mu=mu,
         e_src=e_src,
         e_peer=e_peer,
         e_formed=formed,
@@ -431,11 +439,15 @@ def build_population(
         L=L,
         dpd=dpd,
         max24=max24,
-        cards=cards,
+        cards=n_cards,
         card_limit=card_limit,
+        card_factor=card_factor,
+        draws=draws,
         lo=lo,
         frac=frac,
         dev_start=dev_start,
+        dev_slots=dev_slots,
+        k_dev=k_dev,
         dev_ids=dev_ids,
         peer_ids=peer_ids,
     )
@@ -492,6 +504,168 @@ def _with_outsiders(
         np.concatenate([e_peer, o_peer[alive]])[order],
         np.concatenate([formed, o_formed[alive]])[order],
     )
+
+
+def _lending_rate(app: np.ndarray, S: np.ndarray, imp: np.ndarray) -> np.ndarray:
+    """New loans per month at other lenders (multi-lending), by appetite, stress, impulsivity."""
+    return 0.12 * np.exp(0.75 * app[:, None] + 0.55 * S + 0.15 * imp[:, None])
+
+
+def _open_loans(hist: np.ndarray, nnew: np.ndarray) -> np.ndarray:
+    """Loans open at other lenders per month (each stays open 6 months)."""
+    n = nnew.shape[0]
+    cs = np.cumsum(np.concatenate([hist, nnew], axis=1), axis=1)
+    shifted = np.concatenate([np.zeros((n, 6), dtype=cs.dtype), cs[:, :-6]], axis=1)
+    return (cs - shifted)[:, 5:]
+
+
+def _delinquency(
+    draws: CreditDraws, disc: np.ndarray, S: np.ndarray, L: np.ndarray, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Current and rolling 24-month worst days past due at other lenders, per month."""
+    n, cols = S.shape
+    dpd = np.zeros((n, cols), dtype=np.int64)
+    prev = np.zeros(n, dtype=np.int64)
+    for j in range(cols):
+        start_p = sigmoid(-4.3 - 0.85 * disc + 1.0 * S[:, j] + 0.12 * L[:, j])
+        stay_p = sigmoid(-0.5 - 0.6 * disc + 0.6 * S[:, j])
+        new = (prev == 0) & (draws.u_start[:, j] < start_p)
+        stay = (prev > 0) & (draws.u_stay[:, j] < stay_p)
+        cur = np.where(new, draws.fresh[:, j], np.where(stay, np.minimum(prev + 30, 180), 0))
+        dpd[:, j] = cur
+        prev = cur
+    hist0 = np.where(draws.u_hist0 < sigmoid(-2.8 - 0.85 * disc + 0.5 * mu), draws.b_hist0, 0)
+    max24 = np.maximum.accumulate(dpd, axis=1)
+    if cols > 24:  # true rolling 24-month window
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        padded = np.concatenate([np.zeros((n, 23), dtype=dpd.dtype), dpd], axis=1)
+        max24 = sliding_window_view(padded, 24, axis=1).max(axis=2)
+    months = np.arange(cols)
+    return dpd, np.maximum(max24, np.where(months[None, :] < 12, hist0[:, None], 0))
+
+
+def _cards_rate(log_inc: np.ndarray, stab: np.ndarray) -> np.ndarray:
+    return np.exp(-0.4 + 0.6 * (log_inc - MEAN_LOG_INCOME) + 0.3 * stab)
+
+
+def _devices_rate(app: np.ndarray, mu: np.ndarray, imp: np.ndarray) -> np.ndarray:
+    return 0.15 * np.exp(0.4 * app + 0.3 * mu + 0.3 * imp)
+
+
+def _devices(dev_slots: np.ndarray, k_dev: np.ndarray) -> np.ndarray:
+    """First day of each device in use (huge: never): the first ``1 + k_dev`` slots."""
+    n_dev = 1 + np.minimum(k_dev, MAX_DEVICES - 1)
+    never = np.iinfo(np.int64).max // 4
+    return np.where(np.arange(MAX_DEVICES)[None, :] < n_dev[:, None], dev_slots, never)
+
+
+def family_view(pop: Population, signal: float, rng: np.random.Generator) -> Population:
+    """The world as one family of tables shows it: ``pop`` itself at ``signal`` 1.
+
+    Otherwise every latent quantity a table reads (stress, income, stability, impulsivity,
+    discipline, appetite, the mean stress level) is ``mean + signal * (x - mean)``, the mean
+    over the block's users (per month for stress), above 1 clipped to the range of the
+    block's own values (an amplified user is no more extreme in any one quantity than the
+    most extreme real one). The states simulated from them (loans and delinquency at other
+    lenders, credit cards, devices) are simulated again from those values with the same
+    uniforms, Poisson counts thinned or topped up, so they move smoothly with ``signal``.
+    Friendship ties among customers keep their peer with probability ``signal`` (else a
+    random other customer of the block) or, above 1, move from outside the user's
+    community into it with probability ``1 - 1 / signal``. The observable profile,
+    registration, engagement and outsider ties are as they are. ``rng`` (a stream of its
+    own) draws only what the view adds.
+    """
+    if signal == 1.0:
+        return pop
+
+    def view(x: np.ndarray) -> np.ndarray:
+        mean = x.mean(axis=0, keepdims=True)
+        shown = mean + signal * (x - mean)
+        if signal <= 1.0:
+            return shown
+        return np.clip(shown, x.min(axis=0, keepdims=True), x.max(axis=0, keepdims=True))
+
+    v = {k: view(getattr(pop, k)) for k in ("S", "log_inc", "stab", "imp", "disc", "app", "mu")}
+    hist = _coupled_poisson(
+        rng,
+        pop.draws.hist,
+        _lending_rate(pop.app, pop.S[:, :1], pop.imp),
+        _lending_rate(v["app"], v["S"][:, :1], v["imp"]),
+    )
+    nnew = _coupled_poisson(
+        rng,
+        pop.draws.nnew,
+        _lending_rate(pop.app, pop.S, pop.imp),
+        _lending_rate(v["app"], v["S"], v["imp"]),
+    )
+    draws = replace(pop.draws, hist=hist, nnew=nnew)
+    L = _open_loans(hist, nnew)
+    dpd, max24 = _delinquency(draws, v["disc"], v["S"], L, v["mu"])
+    cards = _coupled_poisson(
+        rng, pop.cards, _cards_rate(pop.log_inc, pop.stab), _cards_rate(v["log_inc"], v["stab"])
+    )
+    k_dev = _coupled_poisson(
+        rng,
+        pop.k_dev,
+        _devices_rate(pop.app, pop.mu, pop.imp),
+        _devices_rate(v["app"], v["mu"], v["imp"]),
+    )
+    income = np.exp(v["log_inc"])
+    return replace(
+        pop,
+        **v,
+        income=income,
+        card_limit=income * pop.card_factor,
+        cards=cards,
+        draws=draws,
+        nnew=nnew,
+        L=L,
+        dpd=dpd,
+        max24=max24,
+        k_dev=k_dev,
+        dev_start=_devices(pop.dev_slots, k_dev),
+        e_peer=_rewired(rng, pop, signal),
+    )
+
+
+def _coupled_poisson(
+    rng: np.random.Generator, k: np.ndarray, lam: np.ndarray, lam_view: np.ndarray
+) -> np.ndarray:
+    """A Poisson(``lam_view``) count coupled to ``k`` ~ Poisson(``lam``): ``k`` thinned where
+    ``lam_view < lam``, topped up by Poisson(``lam_view - lam``) where it is larger.
+
+    ``lam_view`` is first clipped to the range of ``lam`` (a no-op unless deviations were
+    amplified), so no user of a view has a higher rate than the most extreme real one."""
+    lam = np.broadcast_to(lam, k.shape)
+    lam_view = np.broadcast_to(np.clip(lam_view, lam.min(), lam.max()), k.shape)
+    kept = rng.binomial(k, np.minimum(lam_view / lam, 1.0))
+    return kept + rng.poisson(np.maximum(lam_view - lam, 0.0))
+
+
+def _rewired(rng: np.random.Generator, pop: Population, signal: float) -> np.ndarray:
+    """The peers of :attr:`Population.e_peer` as a family at ``signal`` shows them."""
+    n, src, peer = pop.n, pop.e_src, pop.e_peer
+    if signal == 1.0 or n < 2 or src.size == 0:
+        return peer
+    customer = peer < n
+    draw, pick = rng.random(src.size), rng.random(src.size)
+    if signal < 1.0:
+        other = np.floor(pick * (n - 1)).astype(np.int64)
+        other += other >= src  # anyone but the user
+        return np.where(customer & (draw >= signal), other, peer)
+    comm = pop.comm
+    members = np.argsort(comm, kind="stable")
+    position = np.empty(n, dtype=np.int64)
+    position[members] = np.arange(n)
+    size = np.bincount(comm)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    c = comm[src]
+    outside = customer & (comm[np.where(customer, peer, 0)] != c)
+    move = outside & (size[c] > 1) & (draw < 1.0 - 1.0 / signal)
+    k = start[c] + np.floor(pick * np.maximum(size[c] - 1, 1)).astype(np.int64)
+    k += k >= position[src]  # anyone of the community but the user
+    return np.where(move, members[np.minimum(k, n - 1)], peer)
 
 
 def id_numbers(rng: np.random.Generator, pop: Population) -> pl.Series:

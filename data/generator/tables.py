@@ -1,5 +1,11 @@
 """The observable tables: noisy views of a block's latent world (:mod:`.population`).
 
+Applications, repayments and ``_truth`` read the world itself; every other family reads
+its own view of it (:func:`.population.family_view`, the family's signal knob), so what
+follows describes the default world, in which every view is the world. ``bureau_snapshots``
+and ``bureau_inquiries`` keep only the users the bureau has a file on (:func:`of_users`,
+``bureau_coverage``).
+
 Each builder returns a :class:`Chunk` holding a frame with exactly the contract schema and,
 for partitioned tables, the local day index of every row. Rows are sorted by (local day,
 user, time) before ids are numbered, so files are byte-identical for the same config.
@@ -204,6 +210,17 @@ def _sorted(tl: Timeline, day: np.ndarray, u: np.ndarray, us: np.ndarray) -> np.
         return np.lexsort((us, u, day))
     tod = us - tl.to_utc(day, np.zeros_like(day))
     return np.argsort((day * n_users + u) * DAY_US + tod, kind="stable")
+
+
+def of_users(chunk: Chunk, first_user: int, keep: np.ndarray | None) -> Chunk:
+    """The rows of ``chunk`` whose user (of the block starting at ``first_user``) is in
+    ``keep``, in the same order (``keep`` None: every row)."""
+    if keep is None:
+        return chunk
+    number = chunk.frame["user_id"].str.slice(1).cast(pl.Int64).to_numpy()
+    rows = keep[number - first_user]
+    day = None if chunk.day is None else chunk.day[rows]
+    return Chunk(chunk.name, chunk.frame.filter(pl.Series(rows)), day)
 
 
 # ----------------------------------------------------------------------------- users

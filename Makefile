@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test test-fast setup lint bench lock catalogue suites clean fuzz
+.PHONY: run test test-fast setup lint bench bench-models lock catalogue suites clean fuzz
 
 setup: $(STAMP)
 
@@ -53,6 +53,13 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_gate.py --raw $(WORKSPACE)/bench/raw_1m
 	$(BIN)/python tests/bench/bench_features.py --raw $(WORKSPACE)/bench/raw_1m --pandas-sample 0.1
 	$(BIN)/python tests/bench/bench_train.py --raw $(WORKSPACE)/bench/raw_1m
+
+# Every candidate and baseline out of time, with bootstrap intervals, on every scenario preset
+# of the synthetic lender (data.generator.config.SCENARIOS); SCENARIOS=a,b picks some.
+SCENARIOS ?=
+bench-models: $(STAMP)
+	$(BIN)/python tests/bench/bench_models.py --out $(WORKSPACE)/bench/models \
+		$(if $(SCENARIOS),--scenarios $(SCENARIOS)) --json $(WORKSPACE)/bench/models/results.json
 
 # Re-resolve the pinned lock file after editing pyproject.toml.
 lock: $(STAMP)

@@ -406,9 +406,35 @@ def train(
     print_summary(summary)
 
 
+def print_candidates(summary: Any) -> None:
+    """The candidates side by side, and which was chosen and why."""
+    if summary.candidates is None:
+        return
+    table = Table(
+        "candidate",
+        "validation AUC",
+        "out-of-time AUC",
+        "out-of-time KS",
+        "out-of-time Brier",
+        title="Candidates (fitted on train, calibrated on validation; chosen on validation AUC)",
+    )
+    for row in summary.candidates.iter_rows(named=True):
+        name = f"{row['candidate']} (chosen)" if row["chosen"] else row["candidate"]
+        values = (row[k] for k in ("valid_auc", "oot_auc", "oot_ks", "oot_brier"))
+        table.add_row(name, *(f"{v:.4f}" for v in values))
+    console.print(table)
+    console.print(f"Chosen: {summary.chosen}, {summary.choice}.")
+    fitted = summary.fitted_on or {}
+    if fitted.get("evaluated"):
+        console.print(f"The model evaluated out of time was fitted on {fitted['evaluated']}.")
+    if fitted.get("registered") != fitted.get("evaluated"):
+        console.print(f"The registered model was fitted on {fitted['registered']}.")
+
+
 def print_summary(summary: Any) -> None:
+    print_candidates(summary)
     metrics = summary.metrics
-    table = Table("metric", "value", title=f"Model trained as of {summary.as_of}")
+    table = Table("metric", "value", title=f"{summary.chosen} model trained as of {summary.as_of}")
     shown = [
         ("out-of-time AUC", "oot_auc"),
         ("out-of-time KS", "oot_ks"),
@@ -423,7 +449,7 @@ def print_summary(summary: Any) -> None:
         ("baseline AUC: LightGBM, bureau features only", "oot_auc_bureau_only"),
         ("smallest margin over a baseline (AUC)", "smallest_margin"),
         ("oracle AUC (true PD, synthetic only)", "oot_oracle_auc"),
-        ("validation AUC", "valid_auc"),
+        ("validation AUC (the choice's measure)", "valid_auc"),
     ]
     margins = [v for k, v in metrics.items() if k.startswith("oot_auc_margin_over_")]
     if margins:

@@ -1,4 +1,5 @@
-"""MLflow: one run per training, its parameters, metrics, artifacts and a registered version."""
+"""MLflow: one run per training, its parameters, metrics, artifacts and a registered version
+(the chosen candidate, as refitted for serving)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def log_training(
     """
     experiment_id = use_tracking(settings)
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-        mlflow.log_params({**params, **{f"lgbm_{k}": v for k, v in outcome.params.items()}})
+        mlflow.log_params({**params, **candidate_params(outcome)})
         mlflow.log_param("best_iteration", outcome.best_iteration)
         if outcome.model.calibrator is not None:
             mlflow.log_param("calibration", outcome.model.calibrator.method)
@@ -89,11 +90,12 @@ def log_training(
             summary = {"split_months": outcome.split_months, "split_rows": outcome.split_rows}
             mlflow.log_dict(summary, "split.json")
         sample = outcome.training_set.head(20)
-        example = outcome.model.spec.to_pandas(sample)
+        registered = outcome.registered
+        example = registered.spec.to_pandas(sample)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=outcome.model,
-            signature=infer_signature(example, outcome.model.predict_pd(sample)),
+            python_model=registered,
+            signature=infer_signature(example, registered.predict_pd(sample)),
             input_example=example.head(3),
             pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
             registered_model_name=settings.registered_model_name,
@@ -105,6 +107,23 @@ def log_training(
         model_version=str(info.registered_model_version),
         tracking_uri=settings.tracking_uri,
     )
+
+
+def candidate_params(outcome: TrainingOutcome) -> dict[str, Any]:
+    """The choice and how each candidate was fitted: ``chosen_candidate``, ``chosen_because``,
+    ``fitted_on_evaluated`` / ``fitted_on_registered``, the tuned LightGBM candidate's
+    parameters as ``lgbm_*`` (what the next run warm-starts from), and the other candidates'
+    as ``<candidate>_*``."""
+    found = {
+        "chosen_candidate": outcome.chosen,
+        "chosen_because": outcome.choice,
+        **{f"fitted_on_{k}": v for k, v in outcome.fitted_on.items()},
+        **{f"lgbm_{k}": v for k, v in outcome.params.items()},
+    }
+    for name, values in outcome.candidate_params.items():
+        if name != "lightgbm":
+            found.update({f"{name}_{k}": v for k, v in values.items()})
+    return found
 
 
 @dataclass

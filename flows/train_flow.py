@@ -47,6 +47,10 @@ class TrainSummary:
     split_months: dict[str, str]
     trials: int
     warnings: list[str]
+    chosen: str = ""
+    choice: str = ""
+    candidates: pl.DataFrame | None = None
+    fitted_on: dict[str, str] | None = None
 
 
 def resolve_as_of(raw: Path, as_of: date | None, settings: Settings) -> date:
@@ -157,14 +161,16 @@ def train_model(
         words=features.words,
         warm_start=champion.params if champion else None,
     )
+    logger = get_run_logger()
+    logger.info("chosen candidate: %s (%s)", outcome.chosen, outcome.choice)
     behind = {
         name.removeprefix("oot_auc_margin_over_"): margin
         for name, margin in outcome.metrics.items()
         if name.startswith("oot_auc_margin_over_") and margin <= 0
     }
     if behind:
-        get_run_logger().warning(
-            "the tuned model does not beat every baseline on out-of-time AUC: %s",
+        logger.warning(
+            "the chosen model does not beat every baseline on out-of-time AUC: %s",
             ", ".join(f"{name} by {-margin:.4f}" for name, margin in behind.items()),
         )
     return outcome, check
@@ -205,13 +211,18 @@ def register(
         "n_features": len(features.families),
         "trials": outcome.tuning.trials,
         "seed": settings.training.seed,
+        "final_refit": settings.training.final_refit,
     }
     artifacts = {
         "feature_catalogue.md": features.catalogue,
         "data_gate/report.json": as_json(gate.as_dict()),
         "data_gate/gx_results.json": results_json(results),
     }
-    tags = {"pdflow.flow": "nightly-train", "pdflow.as_of": gate.as_of.isoformat()}
+    tags = {
+        "pdflow.flow": "nightly-train",
+        "pdflow.as_of": gate.as_of.isoformat(),
+        "pdflow.chosen_candidate": outcome.chosen,
+    }
     return log_training(
         outcome,
         settings.mlflow,
@@ -241,4 +252,8 @@ def train_flow(settings: Settings, raw: Path, as_of: date | None = None) -> Trai
         split_months=outcome.split_months,
         trials=outcome.tuning.trials,
         warnings=gate.warnings,
+        chosen=outcome.chosen,
+        choice=outcome.choice,
+        candidates=outcome.tables["evaluation/candidates.csv"],
+        fitted_on=outcome.fitted_on,
     )

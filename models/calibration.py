@@ -1,11 +1,13 @@
 """Calibration: from the booster's score to a probability of default one can take at its word.
 
-Both of scikit-learn's methods are candidates, fitted on the validation split (never on
-training rows, whose scores the booster has seen): Platt scaling (a logistic regression on
-the score's log-odds) and isotonic regression. The method with the lower Brier score wins.
-Fitting and scoring on the same rows would always favour isotonic, which can follow every
-wiggle, so the Brier scores compared are out of fold: the validation rows are cut, in time
-order, into contiguous folds, and each fold is scored by a calibrator fitted on the others.
+Both of scikit-learn's methods are candidates, fitted on scores the model did not learn
+from (the validation split, or out-of-fold scores): Platt scaling (a logistic regression on
+the score's log-odds) and isotonic regression. Both maps are non-decreasing, so calibration
+never reverses the model's ranking: a Platt slope below zero is held at zero. The method
+with the lower Brier score wins. Fitting and scoring on the same rows would always favour
+isotonic, which can follow every wiggle, so the Brier scores compared are out of fold: the
+rows are cut, in time order, into contiguous folds, and each fold is scored by a calibrator
+fitted on the others.
 """
 
 from __future__ import annotations
@@ -46,12 +48,23 @@ class Calibrator:
         else:
             # No penalty: two parameters on thousands of rows need no shrinking.
             model = LogisticRegression(C=np.inf).fit(log_odds(score)[:, None], labels)
+            if model.coef_[0, 0] < 0:
+                _flatten(model, labels)
         return cls(method, model)
 
     def transform(self, score: np.ndarray) -> np.ndarray:
         if isinstance(self.model, IsotonicRegression):
             return np.asarray(self.model.predict(score), dtype=np.float64)
         return self.model.predict_proba(log_odds(score)[:, None])[:, 1]
+
+
+def _flatten(model: LogisticRegression, labels: np.ndarray) -> None:
+    """Platt scaling held to a non-decreasing map: where the best slope is negative (scores
+    that fall as risk rises, as a near-constant model's noise can), the likelihood is
+    concave in the slope, so the best slope >= 0 is 0 and the map is the mean bad rate."""
+    rate = float(np.clip(np.mean(labels), EPSILON, 1 - EPSILON))
+    model.coef_[:] = 0.0
+    model.intercept_[:] = np.log(rate / (1 - rate))
 
 
 def out_of_fold_brier(method: Method, score: np.ndarray, labels: np.ndarray, folds: int) -> float:

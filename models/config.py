@@ -17,10 +17,55 @@ class SplitSettings(BaseModel):
     min_train_months: int = Field(3, ge=1)
 
 
-class TrainSettings(BaseModel):
-    """LightGBM and tuning settings. Fixed threads and seeds make runs repeatable."""
+CandidateName = Literal["scorecard", "lightgbm", "blend"]
+CANDIDATES: tuple[CandidateName, ...] = ("scorecard", "lightgbm", "blend")
+
+
+class PreselectSettings(BaseModel):
+    """Pre-selection of features before tuning, on the training split only.
+
+    It runs when the model has more features than the training split has bads (``auto``),
+    always, or never. Features whose information value on train is below ``min_iv`` or whose
+    distribution shifts between the earlier and the later half of the training months beyond
+    ``max_psi`` are dropped; of the rest, the strongest by information value are kept, at most
+    one per ``bads_per_feature`` bads (and at least ``min_features``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    when: Literal["auto", "always", "never"] = "auto"
+    min_iv: float = Field(0.02, ge=0, description="Weakest information value kept")
+    max_psi: float = Field(0.25, gt=0, description="Largest shift within train (PSI) kept")
+    bads_per_feature: float = Field(2.0, gt=0, description="Bads per feature kept, at most")
+    min_features: int = Field(10, ge=1, description="Features kept, at least")
+    bins: int = Field(10, ge=2, description="Equal-count bins of IV and PSI")
+
+
+class TrainSettings(BaseModel):
+    """Candidates, LightGBM and tuning settings. Fixed threads and seeds make runs repeatable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: tuple[CandidateName, ...] = Field(
+        CANDIDATES,
+        description="Model families tried on the same split; the best on validation AUC wins",
+    )
+    choice: Literal["best", "simplest_within_one_se"] = Field(
+        "simplest_within_one_se",
+        description="best: the highest validation AUC; simplest_within_one_se: the simplest "
+        "candidate (scorecard, lightgbm, blend) whose validation AUC is within one standard "
+        "error of the highest (on few validation bads, differences smaller than that are noise)",
+    )
+    scorecard_trials: int = Field(
+        20, ge=0, description="Optuna trials of the scorecard's binning and regularisation"
+    )
+    final_refit: Literal["none", "train_valid", "all"] = Field(
+        "train_valid",
+        description="Refit the chosen candidate with the settings found: none (train only, "
+        "calibrated on validation), train_valid (train + validation, calibrated out of fold; "
+        "scored out of time), all (as train_valid for the evaluation, then once more on every "
+        "matured loan, out of time included, for the registered version)",
+    )
+    preselect: PreselectSettings = Field(default_factory=PreselectSettings)
 
     seed: int = 42
     num_threads: int = Field(2, ge=1)
@@ -42,6 +87,17 @@ class TrainSettings(BaseModel):
         default_factory=dict,
         description="Feature -> direction policy fixes: 1 PD may only rise with it, -1 fall",
     )
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates_make_sense(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if "lightgbm" not in names:
+            raise ValueError("candidates must include lightgbm (baselines and ablation use it)")
+        if "blend" in names and "scorecard" not in names:
+            raise ValueError("the blend candidate needs the scorecard candidate")
+        if len(set(names)) != len(names):
+            raise ValueError("candidates are listed once each")
+        return names
 
 
 class EvaluationSettings(BaseModel):

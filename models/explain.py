@@ -1,8 +1,10 @@
 """Reason codes: why the model put an applicant's PD where it did.
 
-LightGBM's own TreeSHAP (``predict(pred_contrib=True)``) splits each applicant's log-odds into
-one contribution per feature plus the average. The adverse factors are the features that
-pushed the PD up the most; each is given in words from the feature catalogue.
+Every model splits an applicant's log-odds of default into one contribution per feature:
+LightGBM's own TreeSHAP (``predict(pred_contrib=True)``, against the average applicant), the
+scorecard's points lost per characteristic (against its best bin), a blend the weighted sum of
+its parts'. The adverse factors are the features that pushed the PD up the most; each is given
+in words from the feature catalogue.
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ def reason_words(name: str, words: Mapping[str, str]) -> str:
 
 
 def reason_codes(
-    booster: lgb.Booster,
-    matrix: np.ndarray,
+    shap: np.ndarray,
     names: tuple[str, ...],
     words: Mapping[str, str],
     top: int,
 ) -> pl.DataFrame:
-    """The `top` adverse factors of each row, largest first: ``reason_codes`` (feature names)
-    and ``reasons`` (in words). Only features that raised the PD count, so a low-risk
-    applicant may have fewer than `top` reasons. Ties go to the earlier feature."""
-    shap = contributions(booster, matrix)
+    """The `top` adverse factors of each row of `shap` (per-feature contributions to the
+    log-odds of default), largest first: ``reason_codes`` (feature names) and ``reasons`` (in
+    words). Only features that raised the PD count, so a low-risk applicant may have fewer
+    than `top` reasons. Ties go to the earlier feature."""
     order = np.argsort(-shap, axis=1, kind="stable")[:, :top]
     adverse = np.take_along_axis(shap, order, axis=1) > 0
     ranked = pl.DataFrame(

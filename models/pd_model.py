@@ -1,5 +1,5 @@
 """The registered model object: a feature frame in; probability of default, scorecard
-score, grade, offer and reasons out.
+score, grade, offer and reasons out, whichever candidate won (LightGBM, scorecard, blend).
 
 What is registered in MLflow is exactly this object, so scoring uses the same feature
 encoding, calibration and policy as training.
@@ -16,6 +16,7 @@ import pandas as pd
 import polars as pl
 
 from models.calibration import Calibrator
+from models.candidates import BoosterScorer, Scorer, booster_of, sigmoid
 from models.config import DecisionSettings
 from models.decision import decide
 from models.errors import ModelInputError
@@ -24,34 +25,39 @@ from models.train import FeatureSpec
 
 
 class PDModel(mlflow.pyfunc.PythonModel):
-    """LightGBM booster (at its best iteration), the feature specification, the calibration
-    map from the booster's score to a probability (none: the score is used as it is), and the
-    decision settings that turn a probability into score, grade and offer."""
+    """The chosen candidate's scorer (LightGBM, scorecard or blend: log-odds and per-feature
+    contributions), the feature specification, the calibration map from the scorer's
+    probability to a PD (none: the probability is used as it is), and the decision settings
+    that turn a PD into score, grade and offer. A LightGBM booster may be given in place of
+    a scorer."""
 
     def __init__(
         self,
-        booster: lgb.Booster,
+        scorer: Scorer | lgb.Booster,
         spec: FeatureSpec,
         calibrator: Calibrator | None = None,
         decision: DecisionSettings | None = None,
         words: dict[str, str] | None = None,
     ) -> None:
-        self._model_string = booster.model_to_string(num_iteration=booster.best_iteration)
+        self.scorer: Scorer = BoosterScorer(scorer) if isinstance(scorer, lgb.Booster) else scorer
         self._spec = spec.as_dict()
-        self._booster: lgb.Booster | None = None
         self.calibrator = calibrator
         self.decision = decision or DecisionSettings()
         self.words = dict(words or {})  # feature -> catalogue description, for reasons
+
+    @property
+    def kind(self) -> str:
+        """The candidate type: ``lightgbm``, ``scorecard`` or ``blend``."""
+        return self.scorer.kind
 
     @property
     def spec(self) -> FeatureSpec:
         return FeatureSpec.from_dict(self._spec)
 
     @property
-    def booster(self) -> lgb.Booster:
-        if self._booster is None:
-            self._booster = lgb.Booster(model_str=self._model_string)
-        return self._booster
+    def booster(self) -> lgb.Booster | None:
+        """The LightGBM booster the model holds (a blend's too), or None for a scorecard."""
+        return booster_of(self.scorer)
 
     def check_inputs(self, columns: list[str]) -> None:
         """Raise :class:`ModelInputError` naming the model's features that `columns` lacks."""
@@ -65,8 +71,8 @@ class PDModel(mlflow.pyfunc.PythonModel):
             )
 
     def raw_score(self, features: pl.DataFrame) -> np.ndarray:
-        """The booster's own probability, before calibration."""
-        return self.booster.predict(self.spec.matrix(features))
+        """The scorer's own probability, before calibration."""
+        return sigmoid(self.scorer.log_odds(self.spec.matrix(features)))
 
     def calibrate(self, score: np.ndarray) -> np.ndarray:
         return score if self.calibrator is None else self.calibrator.transform(score)
@@ -74,14 +80,19 @@ class PDModel(mlflow.pyfunc.PythonModel):
     def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
         return self.calibrate(self.raw_score(features))
 
+    def contributions(self, features: pl.DataFrame) -> np.ndarray:
+        """Per row and feature (in ``spec.names`` order), the contribution to the log-odds
+        of default the model's reasons rank."""
+        return self.scorer.contributions(self.spec.matrix(features))
+
     def decide(self, features: pl.DataFrame) -> pl.DataFrame:
         """Per row of `features`, in order: ``pd``, scorecard ``score``, ``grade``,
         ``credit_limit``, ``price_tier``, and the adverse factors (``reason_codes``: feature
         names; ``reasons``: in words)."""
         matrix = self.spec.matrix(features)
-        pd = self.calibrate(self.booster.predict(matrix))
+        pd = self.calibrate(sigmoid(self.scorer.log_odds(matrix)))
         reasons = reason_codes(
-            self.booster, matrix, self.spec.names, self.words, self.decision.reasons
+            self.scorer.contributions(matrix), self.spec.names, self.words, self.decision.reasons
         )
         return pl.concat([decide(pd, self.decision), reasons], how="horizontal")
 
@@ -91,13 +102,14 @@ class PDModel(mlflow.pyfunc.PythonModel):
         return self.predict_pd(pl.from_pandas(model_input))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Models registered before calibration, decisions and reason words existed load with
-        # their defaults: the booster's own score, the default policy, features named as is.
-        self.__dict__.update({"calibrator": None, "words": {}, **state})
+        # Models registered before candidates, calibration, decisions and reason words existed
+        # load as LightGBM models with their defaults: the booster's own score, the default
+        # policy, features named as is.
+        state = {"calibrator": None, "words": {}, **state}
+        if "_model_string" in state:
+            booster = lgb.Booster(model_str=state.pop("_model_string"))
+            state.pop("_booster", None)
+            state["scorer"] = BoosterScorer(booster)
+        self.__dict__.update(state)
         if "decision" not in state:
             self.decision = DecisionSettings()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_booster"] = None
-        return state

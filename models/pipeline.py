@@ -1,4 +1,5 @@
-"""From a feature table and labels to a tuned, evaluated PD model (no orchestration here)."""
+"""From a feature table and labels to a chosen, refitted and evaluated PD model (no
+orchestration here)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,42 @@ import polars as pl
 
 from models.baselines import ablation, baseline_scores
 from models.calibration import METHODS, Calibrator, choose_calibrator
+from models.candidates import Blend, Candidate, choose, fit_candidates, refit, sigmoid
 from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
 from models.decision import grade_calibration
 from models.metrics import auc, decile_table, gini_by_month, psi, summary
 from models.pd_model import PDModel
+from models.preselect import preselect
+from models.scorecard import Scorecard
 from models.split import SPLITS, SplitError, time_split
-from models.train import FeatureSpec, TrainData, TuningResult, fit, tune
+from models.train import FeatureSpec, TuningResult
 
 
 @dataclass
 class TrainingOutcome:
-    """Everything a run reports about the model it trained."""
+    """Everything a run reports about the models it trained.
+
+    `model` is the model the out-of-time metrics describe; `registered` the one to register:
+    the same object, unless ``training.final_refit`` is ``all`` (then refitted on every matured
+    loan, out-of-time ones included). `fitted_on` says which loans each was fitted on."""
 
     model: PDModel
-    params: dict[str, object]
+    registered: PDModel
+    chosen: str
+    choice: str  # why it was chosen
+    params: dict[str, object]  # the tuned LightGBM candidate's parameters
+    candidate_params: dict[str, dict[str, object]]
     best_iteration: int
     metrics: dict[str, float]
     split_rows: dict[str, int]
     split_months: dict[str, str]
+    fitted_on: dict[str, str]
     tuning: TuningResult
     training_set: pl.DataFrame
     tables: dict[str, pl.DataFrame]  # evaluation tables, by artifact name
+    # Out-of-time scores, in the out-of-time split's row order: "model" (the evaluated
+    # model's PD), each candidate as fitted on train ("candidate_<name>") and each baseline.
+    oot_scores: dict[str, np.ndarray]
 
 
 def training_set(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
@@ -60,54 +76,86 @@ def train_pd_model(
     words: Mapping[str, str] | None = None,
     warm_start: dict[str, object] | None = None,
 ) -> TrainingOutcome:
-    """Split by time, tune on validation, calibrate on validation, evaluate out of time
-    against the baselines. `words` gives each feature in words, for reason codes;
-    `warm_start` (the champion's parameters) is the second trial of the tuning study."""
+    """Split by time; pre-select features on train if it has fewer bads than features; fit
+    every candidate on train and choose on validation; refit the chosen one as
+    ``training.final_refit`` says, calibrated out of fold; evaluate out of time against the
+    baselines. `words` gives each feature in words, for reason codes; `warm_start` (the
+    champion's LightGBM parameters) is the second trial of the LightGBM study."""
     evaluation = evaluation or EvaluationSettings()
     decision = decision or DecisionSettings()
+    words = dict(words or {})
     data = time_split(training_set(features, labels), split_settings, timezone)
     parts = {name: data.filter(pl.col("split") == name) for name in SPLITS}
     _require_both_classes(parts)
-    names = list(feature_families)
-    spec = FeatureSpec.from_frame(data, names)
-    train_data = TrainData.build(spec, parts["train"], parts["valid"])
-    tuning = tune(train_data, train_settings, show_progress=show_progress, warm_start=warm_start)
-    booster = fit(train_data, tuning.params, train_settings)
-    uncalibrated = PDModel(booster, spec)
-    calibrator, metrics = _calibrate(uncalibrated, parts["valid"], evaluation)
-    model = PDModel(booster, spec, calibrator, decision, dict(words or {}))
+    selection = preselect(parts["train"], list(feature_families), train_settings.preselect)
+    spec = FeatureSpec.from_frame(data, selection.kept)
+    words = {name: words[name] for name in spec.names if name in words}
+    found = fit_candidates(
+        spec, parts, train_settings, evaluation.calibration_folds, show_progress, warm_start
+    )
+    chosen, choice = choose(
+        found.candidates, parts["valid"]["label"].to_numpy(), train_settings.choice
+    )
+    candidates, oot_scores = _candidate_table(
+        found.candidates, chosen.name, spec, parts, evaluation
+    )
+    final = _final_models(chosen, spec, parts, train_settings, evaluation, decision, words)
+    model = final.evaluated
 
     all_pd = model.predict_pd(data)
     pd = {name: all_pd[(data["split"] == name).to_numpy()] for name in SPLITS}
     oot = parts["oot"]
     oot_labels = oot["label"].to_numpy()
+    metrics = {f"calibration_oof_brier_{m}": b for m, b in final.brier.items()}
     metrics.update({f"oot_{k}": v for k, v in summary(oot_labels, pd["oot"]).items()})
-    metrics["oot_auc_uncalibrated"] = auc(oot_labels, uncalibrated.predict_pd(oot))
-    metrics["valid_auc"] = auc(parts["valid"]["label"].to_numpy(), pd["valid"])
+    metrics["oot_auc_uncalibrated"] = auc(oot_labels, model.raw_score(oot))
+    metrics["valid_auc"] = chosen.valid_auc
     metrics["psi_train_to_oot"] = psi(pd["train"], pd["oot"], evaluation.bins)
+    metrics["features_after_preselection"] = float(len(selection.kept))
+    for row in candidates.iter_rows(named=True):
+        for key in ("valid_auc", "oot_auc", "oot_ks", "oot_brier"):
+            metrics[f"candidate_{row['candidate']}_{key}"] = row[key]
     grades = grade_calibration(oot_labels, pd["oot"], decision)
     metrics["oot_grades_failing_binomial_test"] = float((~grades["calibrated"]).sum())
-    tables: dict[str, pl.DataFrame] = {}
+    tables: dict[str, pl.DataFrame] = {
+        "evaluation/candidates.csv": candidates,
+        "evaluation/preselection.csv": selection.table,
+    }
+    if isinstance(model.scorer, Scorecard | Blend):
+        card = model.scorer if isinstance(model.scorer, Scorecard) else model.scorer.scorecard
+        tables["model/scorecard_points.csv"] = card.points_table(decision)
+    oot_scores["model"] = pd["oot"]
     if evaluation.baselines:
-        metrics.update(_baselines(parts, feature_families, train_settings, metrics["oot_auc"]))
+        baselines = baseline_scores(parts, feature_families, train_settings)
+        oot_scores.update(baselines)
+        metrics.update(_margins(oot_labels, baselines, metrics["oot_auc"]))
         tables["evaluation/ablation.csv"] = ablation(
-            parts, feature_families, evaluation.ablation_families, tuning.params, train_settings
+            parts,
+            feature_families,
+            evaluation.ablation_families,
+            found.lightgbm_tuning.params,
+            train_settings,
         )
     if truth is not None and truth.height:
         metrics.update(_oracle(oot, truth))
     if "oot_oracle_auc" in metrics:
         metrics["oot_auc_to_oracle"] = metrics["oot_auc"] / metrics["oot_oracle_auc"]
+    lightgbm = found.candidates["lightgbm"]
     return TrainingOutcome(
         model=model,
-        params=tuning.params,
-        best_iteration=booster.best_iteration,
+        registered=final.registered,
+        chosen=chosen.name,
+        choice=choice,
+        params=found.lightgbm_tuning.params,
+        candidate_params={name: c.params for name, c in found.candidates.items()},
+        best_iteration=int(lightgbm.params["rounds"]),  # type: ignore[call-overload]
         metrics=metrics,
         split_rows={name: part.height for name, part in parts.items()},
-        split_months={
-            name: f"{part['month'].min()}..{part['month'].max()}" for name, part in parts.items()
-        },
-        tuning=tuning,
+        split_months={name: _months(part) for name, part in parts.items()},
+        fitted_on=final.fitted_on,
+        tuning=found.lightgbm_tuning,
         training_set=data,
+        oot_scores=oot_scores,
         tables={
             **tables,
             "evaluation/oot_deciles.csv": decile_table(oot_labels, pd["oot"], evaluation.bins),
@@ -119,15 +167,100 @@ def train_pd_model(
     )
 
 
-def _calibrate(
-    model: PDModel, valid: pl.DataFrame, settings: EvaluationSettings
-) -> tuple[Calibrator, dict[str, float]]:
-    """The calibration map fitted on the validation split, and its out-of-fold Brier scores."""
-    methods = METHODS if settings.calibration == "auto" else (settings.calibration,)
-    choice = choose_calibrator(
-        model.raw_score(valid), valid["label"].to_numpy(), settings.calibration_folds, methods
+def _months(part: pl.DataFrame) -> str:
+    return f"{part['month'].min()}..{part['month'].max()}"
+
+
+@dataclass
+class FinalModels:
+    evaluated: PDModel
+    registered: PDModel
+    brier: dict[str, float]  # out-of-fold Brier score of each calibration method
+    fitted_on: dict[str, str]  # "evaluated"/"registered" -> the splits and months
+
+
+def _final_models(
+    chosen: Candidate,
+    spec: FeatureSpec,
+    parts: Mapping[str, pl.DataFrame],
+    settings: TrainSettings,
+    evaluation: EvaluationSettings,
+    decision: DecisionSettings,
+    words: dict[str, str],
+) -> FinalModels:
+    """The chosen candidate as ``training.final_refit`` says: fitted on train and calibrated
+    on validation (``none``); refitted on train + validation and calibrated out of fold
+    (``train_valid``); and for ``all`` once more on every matured loan for registration."""
+    methods = METHODS if evaluation.calibration == "auto" else (evaluation.calibration,)
+    folds = evaluation.calibration_folds
+
+    def model(scorer: object, calibrator: Calibrator) -> PDModel:
+        return PDModel(scorer, spec, calibrator, decision, words)  # type: ignore[arg-type]
+
+    def described(names: tuple[str, ...]) -> str:
+        frame = pl.concat([parts[n] for n in names])
+        return f"{' + '.join(names)} ({_months(frame)}, {frame.height} loans)"
+
+    if settings.final_refit == "none":
+        valid = parts["valid"]
+        raw = sigmoid(chosen.scorer.log_odds(spec.matrix(valid)))
+        calibration = choose_calibrator(raw, valid["label"].to_numpy(), folds, methods)
+        evaluated = model(chosen.scorer, calibration.calibrator)
+        scope = described(("train",)) + ", calibrated on valid"
+        return FinalModels(
+            evaluated, evaluated, calibration.brier, {"evaluated": scope, "registered": scope}
+        )
+    seen = pl.concat([parts["train"], parts["valid"]])
+    refitted = refit(chosen.recipe, spec, seen, settings, folds, methods)
+    evaluated = model(refitted.scorer, refitted.calibrator)
+    scope = described(("train", "valid"))
+    if settings.final_refit == "train_valid":
+        return FinalModels(
+            evaluated, evaluated, refitted.brier, {"evaluated": scope, "registered": scope}
+        )
+    every = pl.concat([seen, parts["oot"]])
+    serving = refit(chosen.recipe, spec, every, settings, folds, methods)
+    return FinalModels(
+        evaluated,
+        model(serving.scorer, serving.calibrator),
+        refitted.brier,
+        {"evaluated": scope, "registered": described(("train", "valid", "oot"))},
     )
-    return choice.calibrator, {f"valid_brier_{m}": b for m, b in choice.brier.items()}
+
+
+def _candidate_table(
+    candidates: Mapping[str, Candidate],
+    chosen: str,
+    spec: FeatureSpec,
+    parts: Mapping[str, pl.DataFrame],
+    evaluation: EvaluationSettings,
+) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+    """Each candidate as fitted on train and calibrated on validation: validation AUC (the
+    choice's measure) and out-of-time AUC, KS and Brier score (reported, never chosen on);
+    and each one's out-of-time PD."""
+    methods = METHODS if evaluation.calibration == "auto" else (evaluation.calibration,)
+    valid_labels = parts["valid"]["label"].to_numpy()
+    oot_matrix = spec.matrix(parts["oot"])
+    oot_labels = parts["oot"]["label"].to_numpy()
+    rows, scores = [], {}
+    for name, candidate in candidates.items():
+        calibration = choose_calibrator(
+            sigmoid(candidate.valid_log_odds), valid_labels, evaluation.calibration_folds, methods
+        )
+        raw = sigmoid(candidate.scorer.log_odds(oot_matrix))
+        scores[f"candidate_{name}"] = calibration.calibrator.transform(raw)
+        scored = summary(oot_labels, scores[f"candidate_{name}"])
+        rows.append(
+            {
+                "candidate": name,
+                "chosen": name == chosen,
+                "valid_auc": candidate.valid_auc,
+                "oot_auc": auc(oot_labels, raw),
+                "oot_ks": scored["ks"],
+                "oot_brier": scored["brier"],
+            }
+        )
+    return pl.DataFrame(rows), scores
 
 
 def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:
@@ -140,17 +273,13 @@ def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:
             )
 
 
-def _baselines(
-    parts: dict[str, pl.DataFrame],
-    families: Mapping[str, str],
-    settings: TrainSettings,
-    model_auc: float,
+def _margins(
+    labels: np.ndarray, baselines: Mapping[str, np.ndarray], model_auc: float
 ) -> dict[str, float]:
-    """Each baseline's out-of-time AUC, the tuned model's margin over it, and whether the
-    model beats them all (1.0) or not (0.0)."""
-    labels = parts["oot"]["label"].to_numpy()
+    """Each baseline's out-of-time AUC, the model's margin over it, and whether the model
+    beats them all (1.0) or not (0.0)."""
     metrics = {}
-    for name, scores in baseline_scores(parts, families, settings).items():
+    for name, scores in baselines.items():
         metrics[f"oot_auc_{name}"] = auc(labels, scores)
         metrics[f"oot_auc_margin_over_{name}"] = model_auc - metrics[f"oot_auc_{name}"]
     margins = [v for k, v in metrics.items() if k.startswith("oot_auc_margin_over_")]

@@ -23,7 +23,6 @@ import polars as pl
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import RocCurveDisplay, roc_curve
 
-from models.explain import contributions
 from models.pd_model import PDModel
 
 SHAP_ROWS = 5_000  # rows explained for the SHAP summary (the first ones: deterministic)
@@ -86,19 +85,21 @@ def decile_bad_rates(deciles: pl.DataFrame, path: Path) -> Path:
 
 
 def shap_summary(model: PDModel, features: pl.DataFrame, path: Path) -> Path:
-    """Mean absolute TreeSHAP contribution (log-odds) of the top features."""
-    matrix = model.spec.matrix(features.head(SHAP_ROWS))
-    mean_abs = np.abs(contributions(model.booster, matrix)).mean(axis=0)
+    """Mean absolute contribution (log-odds) of the top features: TreeSHAP for LightGBM,
+    log-odds lost against the best bin for a scorecard, their weighted sum for a blend."""
+    mean_abs = np.abs(model.contributions(features.head(SHAP_ROWS))).mean(axis=0)
     top = np.argsort(-mean_abs, kind="stable")[:TOP_FEATURES][::-1]
     figure, ax = plt.subplots(figsize=(7, 6))
     ax.barh([model.spec.names[i] for i in top], mean_abs[top])
-    ax.set(xlabel="mean |SHAP| (log-odds)", title="SHAP summary, out of time")
+    ax.set(
+        xlabel="mean |contribution| (log-odds)", title=f"{model.kind}: contributions, out of time"
+    )
     return _save(figure, path)
 
 
-def gain_importance(model: PDModel, path: Path) -> Path:
+def gain_importance(booster: lgb.Booster, path: Path) -> Path:
     ax = lgb.plot_importance(
-        model.booster,
+        booster,
         importance_type="gain",
         max_num_features=TOP_FEATURES,
         figsize=(7, 6),
@@ -145,8 +146,9 @@ def evaluation_plots(
         reliability(labels, pd, bins, folder / "reliability.png"),
         score_distributions(decided["score"].to_numpy(), labels, folder / "scores.png"),
         shap_summary(model, oot, folder / "shap_summary.png"),
-        gain_importance(model, folder / "gain_importance.png"),
     ]
+    if model.booster is not None:
+        paths.append(gain_importance(model.booster, folder / "gain_importance.png"))
     if "evaluation/oot_deciles.csv" in tables:
         paths.append(decile_bad_rates(tables["evaluation/oot_deciles.csv"], folder / "deciles.png"))
     if "evaluation/ablation.csv" in tables:

@@ -177,13 +177,80 @@ def fit(
     )
 
 
-def search_space(trial: optuna.Trial, settings: TrainSettings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SearchBounds:
+    """Ranges of the parameters whose sensible values depend on how much the data holds.
+
+    A leaf needs a few bads to estimate a rate, so the smallest leaf holds about two bads on
+    average (at most a twentieth of the loans) and the largest minimum is a tenth of the
+    loans (at most 5,000); the trees have at most a leaf per ten bads (4 to 255). On a
+    million loans these are LightGBM's usual wide ranges; on a few thousand they keep the
+    search away from trees that can only memorise."""
+
+    num_leaves: tuple[int, int]
+    min_data_in_leaf: tuple[int, int]
+
+    @classmethod
+    def for_data(cls, loans: int, bads: int) -> SearchBounds:
+        bads = max(bads, 1)
+        leaves_high = int(np.clip(bads // 10, 4, MAX_LEAVES))
+        leaf_low = int(np.clip(2 * loans // bads, MIN_LEAF, MAX_MIN_LEAF // 4))
+        leaf_low = min(leaf_low, max(MIN_LEAF, loans // 20))
+        leaf_high = int(np.clip(loans // 10, leaf_low, MAX_MIN_LEAF))
+        return cls(
+            num_leaves=(min(4, leaves_high), leaves_high), min_data_in_leaf=(leaf_low, leaf_high)
+        )
+
+    @classmethod
+    def for_labels(cls, labels: np.ndarray) -> SearchBounds:
+        return cls.for_data(len(labels), int(np.sum(labels)))
+
+    def clip(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` with the bounded parameters moved inside the bounds."""
+        return params | {
+            "num_leaves": int(np.clip(params["num_leaves"], *self.num_leaves)),
+            "min_data_in_leaf": int(np.clip(params["min_data_in_leaf"], *self.min_data_in_leaf)),
+        }
+
+
+MAX_LEAVES = 255
+MIN_LEAF = 5
+MAX_MIN_LEAF = 5000
+
+
+def fit_rounds(
+    spec: FeatureSpec,
+    frame: pl.DataFrame,
+    params: dict[str, Any],
+    settings: TrainSettings,
+    rounds: int,
+    label: str = "label",
+) -> lgb.Booster:
+    """Train exactly `rounds` rounds on every row of `frame` (a refit: nothing held out to
+    stop on)."""
+    dataset = lgb.Dataset(
+        spec.matrix(frame),
+        label=frame[label].to_numpy(),
+        feature_name=list(spec.names),
+        categorical_feature=spec.categorical_indices,
+        params={"feature_pre_filter": False, "verbosity": -1},
+    )
+    params = {**params, **monotone_params(spec, settings)}
+    return lgb.train(params, dataset, num_boost_round=max(rounds, 1))
+
+
+def search_space(
+    trial: optuna.Trial, settings: TrainSettings, bounds: SearchBounds
+) -> dict[str, Any]:
     """Wide enough for what won public credit competitions: small feature fractions, large
-    leaves' minimum sizes, strong L2, learning rates down to 0.01."""
+    leaves' minimum sizes, strong L2, learning rates down to 0.01; leaves and their sizes
+    within `bounds`."""
     space = {
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 7, 255, log=True),
-        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 5000, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", *bounds.num_leaves, log=True),
+        "min_data_in_leaf": trial.suggest_int(
+            "min_data_in_leaf", *bounds.min_data_in_leaf, log=True
+        ),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.05, 1.0, log=True),
         "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
         "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 1000.0, log=True),
@@ -202,6 +269,8 @@ class TuningResult:
     best_valid_auc: float
     trials: int
     study: optuna.Study | None
+    best_iteration: int = 0
+    bounds: SearchBounds | None = None
 
 
 def tune(
@@ -213,17 +282,20 @@ def tune(
     """Seeded multivariate TPE over LightGBM parameters, pruning poor trials through
     LightGBM's evaluation callback; validation AUC is the target.
 
-    The study first tries the configured base parameters and then `warm_start` (the
-    champion's parameters, if given), so tuning can only improve on them. With
-    ``settings.trials == 0`` the base parameters are returned untouched.
+    The leaves' bounds scale with the training split's loans and bads (:class:`SearchBounds`).
+    The study first tries the configured base parameters (moved inside the bounds) and then
+    `warm_start` (the champion's parameters, if given), so tuning can only improve on them.
+    With ``settings.trials == 0`` the base parameters are trained alone.
     """
-    base = default_params(settings)
+    bounds = SearchBounds.for_labels(data.train.get_label())
+    base = bounds.clip(default_params(settings))
     if settings.trials == 0:
         booster = fit(data, base, settings)
-        return TuningResult(base, _valid_auc(booster, data), 0, None)
+        auc_ = _valid_auc(booster, data)
+        return TuningResult(base, auc_, 0, None, booster.best_iteration, bounds)
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base_params(settings), **search_space(trial, settings)}
+        params = {**base_params(settings), **search_space(trial, settings, bounds)}
         pruning = LightGBMPruningCallback(trial, "auc", valid_name="valid")
         booster = fit(data, params, settings, callbacks=[pruning])
         trial.set_user_attr("best_iteration", booster.best_iteration)
@@ -242,14 +314,21 @@ def tune(
     if warm_start:
         tuned = set(base) - set(base_params(settings))
         study.enqueue_trial(
-            {k: v for k, v in warm_start.items() if k in tuned}, skip_if_exists=True
+            bounds.clip(_leaves(base) | {k: v for k, v in warm_start.items() if k in tuned}),
+            skip_if_exists=True,
         )
     timeout = settings.timeout_minutes * 60 if settings.timeout_minutes else None
     study.optimize(
         objective, n_trials=settings.trials, timeout=timeout, show_progress_bar=show_progress
     )
     best = {**base_params(settings), **study.best_params}
-    return TuningResult(best, float(study.best_value), len(study.trials), study)
+    iteration = int(study.best_trial.user_attrs["best_iteration"])
+    return TuningResult(best, float(study.best_value), len(study.trials), study, iteration, bounds)
+
+
+def _leaves(params: dict[str, Any]) -> dict[str, Any]:
+    """The bounded parameters of `params` (a warm start lacking them takes the base's)."""
+    return {k: params[k] for k in ("num_leaves", "min_data_in_leaf")}
 
 
 def _valid_auc(booster: lgb.Booster, data: TrainData) -> float:

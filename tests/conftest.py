@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+
+# Two pytest workers each running LightGBM on two threads oversubscribe two cores, and
+# OpenMP's spinning waits then make every boosting round several times slower. Set before
+# anything loads the OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from datetime import date
 from pathlib import Path
 

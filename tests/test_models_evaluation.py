@@ -118,3 +118,17 @@ def test_a_forced_method_is_the_one_fitted() -> None:
     assert choice.calibrator.method == "isotonic" and set(choice.brier) == {"isotonic"}
     again = choose_calibrator(score, labels, methods=("isotonic",))
     assert np.array_equal(choice.calibrator.transform(score), again.calibrator.transform(score))
+
+
+def test_calibration_never_reverses_the_ranking() -> None:
+    """Scores that fall as risk rises (a near-constant model's noise, out of fold) are not
+    turned upside down: Platt's slope is held at zero, isotonic is non-decreasing."""
+    score, labels, _ = distorted(8)
+    reversed_score = 1 - score
+    platt = Calibrator.fit("platt", reversed_score, labels)
+    flat = platt.transform(reversed_score)
+    assert np.allclose(flat, labels.mean())
+    isotonic = Calibrator.fit("isotonic", reversed_score, labels)
+    grid = np.linspace(0, 1, 101)
+    assert np.all(np.diff(isotonic.transform(grid)) >= 0)
+    assert np.all(np.diff(Calibrator.fit("platt", score, labels).transform(grid)) > 0)

@@ -32,7 +32,7 @@ def test_contributions_add_up_to_the_log_odds() -> None:
 def test_the_main_driver_of_a_high_pd_comes_first_in_words() -> None:
     booster, _ = model()
     risky = np.array([[3.0, 0.0, 0.0], [2.5, 2.5, 0.0]])
-    reasons = reason_codes(booster, risky, NAMES, WORDS, top=2)
+    reasons = reason_codes(contributions(booster, risky), NAMES, WORDS, top=2)
     assert reasons["reason_codes"].to_list()[0][0] == "utilisation"
     assert reasons["reasons"].to_list()[0][0] == WORDS["utilisation"]
     assert set(reasons["reason_codes"].to_list()[1]) == {"utilisation", "inquiries"}
@@ -40,16 +40,16 @@ def test_the_main_driver_of_a_high_pd_comes_first_in_words() -> None:
 
 def test_only_factors_that_raised_the_pd_are_reasons() -> None:
     booster, x = model()
-    reasons = reason_codes(booster, x, NAMES, WORDS, top=3)
+    reasons = reason_codes(contributions(booster, x), NAMES, WORDS, top=3)
     shap = contributions(booster, x)
     for row, codes in enumerate(reasons["reason_codes"].to_list()):
         adverse = [NAMES[i] for i in np.argsort(-shap[row], kind="stable") if shap[row, i] > 0]
         assert codes == adverse
-    safe = reason_codes(booster, np.array([[-3.0, -3.0, 0.0]]), NAMES, WORDS, top=3)
+    safe = reason_codes(contributions(booster, np.array([[-3.0, -3.0, 0.0]])), NAMES, WORDS, top=3)
     assert "utilisation" not in safe["reason_codes"][0].to_list()
 
 
 def test_a_feature_without_words_is_named() -> None:
     booster, _ = model()
-    reasons = reason_codes(booster, np.array([[0.0, 0.0, 3.0]]), NAMES, {}, top=3)
+    reasons = reason_codes(contributions(booster, np.array([[0.0, 0.0, 3.0]])), NAMES, {}, top=3)
     assert reasons["reasons"][0].to_list() == reasons["reason_codes"][0].to_list()

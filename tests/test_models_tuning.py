@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from models.config import TrainSettings
-from models.train import FeatureSpec, TrainData, fit, search_space, tune
+from models.train import FeatureSpec, SearchBounds, TrainData, fit, search_space, tune
 
 SETTINGS = TrainSettings(max_rounds=100, early_stopping_rounds=10, min_data_in_leaf=20)
 
@@ -24,17 +24,43 @@ def data() -> TrainData:
     return TrainData.build(spec, frame.head(3_000), frame.tail(1_000))
 
 
+LARGE = SearchBounds.for_data(loans=1_000_000, bads=40_000)
+
+
 def test_the_search_space_reaches_what_won_credit_competitions() -> None:
     trial = optuna.create_study().ask()
-    search_space(trial, SETTINGS)
+    search_space(trial, SETTINGS, LARGE)
     d = trial.distributions
     assert d["learning_rate"].low == 0.01
     assert d["feature_fraction"].low <= 0.05 and d["min_data_in_leaf"].high >= 5000
-    assert d["lambda_l2"].high >= 1000
+    assert d["num_leaves"].high == 255 and d["lambda_l2"].high >= 1000
     assert "drop_rate" not in d
     dart = optuna.create_study().ask()
-    search_space(dart, SETTINGS.model_copy(update={"boosting": "dart"}))
+    search_space(dart, SETTINGS.model_copy(update={"boosting": "dart"}), LARGE)
     assert {"drop_rate", "skip_drop"} <= set(dart.distributions)
+
+
+def test_the_bounds_shrink_with_the_loans_and_bads() -> None:
+    small = SearchBounds.for_data(loans=5_000, bads=250)
+    assert small.num_leaves == (4, 25)  # a leaf per ten bads at most
+    assert small.min_data_in_leaf == (40, 500)  # two bads on average .. a tenth of the loans
+    tiny = SearchBounds.for_data(loans=300, bads=12)
+    assert tiny.num_leaves == (4, 4) and tiny.min_data_in_leaf == (15, 30)
+    assert tiny.clip({"num_leaves": 31, "min_data_in_leaf": 10, "lambda_l2": 5}) == {
+        "num_leaves": 4,
+        "min_data_in_leaf": 15,
+        "lambda_l2": 5,
+    }
+
+
+def test_tuning_searches_within_the_bounds_of_its_training_split(data) -> None:
+    result = tune(data, SETTINGS.model_copy(update={"trials": 4}), False)
+    bounds = SearchBounds.for_labels(data.train.get_label())
+    assert result.bounds == bounds
+    for trial in result.study.trials:
+        assert bounds.num_leaves[0] <= trial.params["num_leaves"] <= bounds.num_leaves[1]
+        low, high = bounds.min_data_in_leaf
+        assert low <= trial.params["min_data_in_leaf"] <= high
 
 
 def test_tuning_tries_the_base_then_the_champion_parameters(data) -> None:

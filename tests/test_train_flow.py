@@ -29,6 +29,7 @@ def run_pdflow(args: list[str], workspace: Path, tracking_uri: str) -> subproces
         "PDFLOW_WORKSPACE": str(workspace),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PDFLOW_TRAINING__TRIALS": "2",
+        "PDFLOW_TRAINING__SCORECARD_TRIALS": "3",
         "PDFLOW_TRAINING__MAX_ROUNDS": "300",
         "PDFLOW_TRAINING__MIN_DATA_IN_LEAF": "20",
     }
@@ -42,6 +43,7 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     result = run_pdflow(["train", "--raw", str(small_raw)], tmp_path / "ws", tracking)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Model version" in result.stdout and "out-of-time AUC" in result.stdout
+    assert "Candidates" in result.stdout and "Chosen: " in result.stdout
 
     mlflow.set_tracking_uri(tracking)
     client = MlflowClient()
@@ -61,9 +63,23 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     assert metrics["beats_all_baselines"] == float(beats)
     assert runs[0].data.params["calibration"] in ("isotonic", "platt")
     chosen = runs[0].data.params["calibration"]
-    assert metrics[f"valid_brier_{chosen}"] == min(
-        metrics["valid_brier_isotonic"], metrics["valid_brier_platt"]
+    assert metrics[f"calibration_oof_brier_{chosen}"] == min(
+        metrics["calibration_oof_brier_isotonic"], metrics["calibration_oof_brier_platt"]
     )
+    params = runs[0].data.params
+    candidate = params["chosen_candidate"]
+    valid = {
+        name: metrics[f"candidate_{name}_valid_auc"] for name in ("scorecard", "lightgbm", "blend")
+    }
+    assert valid[candidate] == metrics["valid_auc"]
+    because = params["chosen_because"]
+    if valid[candidate] == max(valid.values()):
+        assert because.startswith(f"highest validation AUC: {candidate}")
+    else:  # the default rule: the simplest within one standard error of the best
+        assert because.startswith("simplest within one standard error")
+    assert params["fitted_on_evaluated"] == params["fitted_on_registered"]
+    assert params["fitted_on_evaluated"].startswith("train + valid")
+    assert runs[0].data.tags["pdflow.chosen_candidate"] == candidate
     assert runs[0].data.params["as_of"] == "2025-09-01"
     versions = client.search_model_versions("name='pdflow-pd'")
     assert [str(v.version) for v in versions] == ["1"]
@@ -94,6 +110,7 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     check_backtest_scoring(small_raw, features, model, tmp_path, tracking)
     evaluation = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
     assert {"evaluation/oot_grades.csv", "evaluation/ablation.csv"} <= evaluation
+    assert {"evaluation/candidates.csv", "evaluation/preselection.csv"} <= evaluation
     assert deciles["n"].sum() == metrics["rows_oot"] and deciles["decile"].to_list() == list(
         range(1, 11)
     )

@@ -164,8 +164,10 @@ class Scenario:
 
 _PRESETS = {
     "default": Scenario("today's world: 20,000 users over 24 months", {}),
+    # Loans mature over the 6-month window and 90 days past due, so 12 months of history
+    # leave 3 complete monthly cohorts: too few for a train / validation / out-of-time split.
     "small_lender": Scenario(
-        "a small lender: 5,000 users over 12 months", {"users": 5_000, "months": 12}
+        "a small lender: 5,000 users over 18 months", {"users": 5_000, "months": 18}
     ),
     "short_history": Scenario(
         "a lender's data from another source with a short history: 40,000 users, 14 months",
@@ -201,7 +203,8 @@ _PRESETS = {
         {"shock_start": 0.5, "shock_size": 2.0, "campaign_rate": 0.03},
     ),
     "large_lender": Scenario(
-        "a large lender: 300,000 users over 12 months", {"users": 300_000, "months": 12}
+        "a large lender with a short history: 300,000 users over 14 months",
+        {"users": 300_000, "months": 14},
     ),
 }
 

@@ -27,7 +27,7 @@ from data.generator.config import SCENARIOS
 from data.readers import ContractError
 from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
-from models.errors import ModelInputError, ModelNotFound
+from models.errors import ModelInputError, ModelNotFound, NoUsableModel
 from models.split import SplitError
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ USER_ERRORS = (
     DataGateStop,
     ModelNotFound,
     ModelInputError,
+    NoUsableModel,
 )
 
 
@@ -83,7 +84,14 @@ def user_errors() -> Iterator[None]:
     except DataGateStop as err:
         errors.print(f"[bold red]stopped:[/] {err}", highlight=False)
         raise typer.Exit(1) from None
-    except (ContractError, SplitError, OSError, ModelNotFound, ModelInputError) as err:
+    except (
+        ContractError,
+        SplitError,
+        OSError,
+        ModelNotFound,
+        ModelInputError,
+        NoUsableModel,
+    ) as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as err:

@@ -291,6 +291,15 @@ class Refit:
     calibrator: Calibrator
     brier: dict[str, float]
     rows: int
+    oof_auc: float  # the out-of-fold scores' AUC over the rows
+    oof_se: float  # its DeLong standard error
+
+    @property
+    def ranks(self) -> bool:
+        """Whether the recipe ranks loans out of fold better than chance, by more than a
+        standard error: a refit that does not (a near-constant model of a few boosting
+        rounds on a few dozen bads) would be calibrated to one PD for everybody."""
+        return self.oof_auc - self.oof_se > 0.5
 
 
 def sigmoid(log_odds: np.ndarray) -> np.ndarray:
@@ -320,5 +329,13 @@ def refit(
 ) -> Refit:
     """The recipe fitted on all of `frame` (time-ordered), calibrated out of fold."""
     scores = out_of_fold_scores(recipe, spec, frame, settings, folds)
-    choice = choose_calibrator(scores, frame["label"].to_numpy(), folds, tuple(methods))
-    return Refit(recipe.fit(spec, frame, settings), choice.calibrator, choice.brier, frame.height)
+    labels = frame["label"].to_numpy()
+    choice = choose_calibrator(scores, labels, folds, tuple(methods))
+    return Refit(
+        recipe.fit(spec, frame, settings),
+        choice.calibrator,
+        choice.brier,
+        frame.height,
+        auc(labels, scores),
+        auc_standard_error(labels, scores),
+    )

@@ -25,15 +25,22 @@ class PreselectSettings(BaseModel):
     """Pre-selection of features before tuning, on the training split only.
 
     It runs when the model has more features than the training split has bads (``auto``),
-    always, or never. Features whose information value on train is below ``min_iv`` or whose
-    distribution shifts between the earlier and the later half of the training months beyond
-    ``max_psi`` are dropped; of the rest, the strongest by information value are kept, at most
-    one per ``bads_per_feature`` bads (and at least ``min_features``)."""
+    always, or never. Features too weak by ``method`` (no more important than to a model of
+    shuffled labels, or an information value below ``min_iv``) or whose distribution shifts
+    between the earlier and the later half of the training months beyond ``max_psi`` are
+    dropped; of the rest, the strongest are kept, at most one per ``bads_per_feature`` bads
+    (and at least ``min_features``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     when: Literal["auto", "always", "never"] = "auto"
-    min_iv: float = Field(0.02, ge=0, description="Weakest information value kept")
+    method: Literal["null_importance", "iv"] = Field(
+        "null_importance", description="How strength is measured (see models.preselect)"
+    )
+    null_runs: int = Field(8, ge=1, description="Fits on shuffled labels (null_importance)")
+    null_rounds: int = Field(200, ge=10, description="Boosting rounds of each of those fits")
+    null_quantile: float = Field(0.75, gt=0, lt=1, description="Quantile of the null gains")
+    min_iv: float = Field(0.02, ge=0, description="Weakest information value kept (iv)")
     max_psi: float = Field(0.25, gt=0, description="Largest shift within train (PSI) kept")
     bads_per_feature: float = Field(2.0, gt=0, description="Bads per feature kept, at most")
     min_features: int = Field(10, ge=1, description="Features kept, at least")

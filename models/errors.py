@@ -9,3 +9,7 @@ class ModelInputError(ValueError):
 
 class ModelNotFound(LookupError):
     """A model URI that names no model MLflow can load, or not a pdflow PD model."""
+
+
+class NoUsableModel(ValueError):
+    """No candidate ranks loans better than chance out of fold: too few bads to learn from."""

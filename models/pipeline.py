@@ -3,7 +3,7 @@ orchestration here)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +14,7 @@ from models.calibration import METHODS, Calibrator, choose_calibrator
 from models.candidates import Blend, Candidate, choose, fit_candidates, refit, sigmoid
 from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
 from models.decision import grade_calibration
+from models.errors import NoUsableModel
 from models.metrics import auc, decile_table, gini_by_month, psi, summary
 from models.pd_model import PDModel
 from models.preselect import preselect
@@ -87,7 +88,9 @@ def train_pd_model(
     data = time_split(training_set(features, labels), split_settings, timezone)
     parts = {name: data.filter(pl.col("split") == name) for name in SPLITS}
     _require_both_classes(parts)
-    selection = preselect(parts["train"], list(feature_families), train_settings.preselect)
+    selection = preselect(
+        parts["train"], list(feature_families), train_settings.preselect, train_settings
+    )
     spec = FeatureSpec.from_frame(data, selection.kept)
     words = {name: words[name] for name in spec.names if name in words}
     found = fit_candidates(
@@ -96,10 +99,15 @@ def train_pd_model(
     chosen, choice = choose(
         found.candidates, parts["valid"]["label"].to_numpy(), train_settings.choice
     )
+    others = sorted(found.candidates.values(), key=lambda c: -c.valid_auc)
+    ranked = [chosen, *(c for c in others if c is not chosen)]
+    final = _final_models(ranked, spec, parts, train_settings, evaluation, decision, words)
+    if final.why:
+        chosen = final.chosen
+        choice = f"{'; '.join(final.why)}: the next by validation AUC, {chosen.name} ({choice})"
     candidates, oot_scores = _candidate_table(
         found.candidates, chosen.name, spec, parts, evaluation
     )
-    final = _final_models(chosen, spec, parts, train_settings, evaluation, decision, words)
     model = final.evaluated
 
     all_pd = model.predict_pd(data)
@@ -173,6 +181,8 @@ def _months(part: pl.DataFrame) -> str:
 
 @dataclass
 class FinalModels:
+    chosen: Candidate  # the chosen candidate, or the next one if its refit does not rank
+    why: list[str]  # why a better-ranked candidate was passed over, if one was
     evaluated: PDModel
     registered: PDModel
     brier: dict[str, float]  # out-of-fold Brier score of each calibration method
@@ -180,7 +190,7 @@ class FinalModels:
 
 
 def _final_models(
-    chosen: Candidate,
+    ranked: Sequence[Candidate],
     spec: FeatureSpec,
     parts: Mapping[str, pl.DataFrame],
     settings: TrainSettings,
@@ -188,9 +198,11 @@ def _final_models(
     decision: DecisionSettings,
     words: dict[str, str],
 ) -> FinalModels:
-    """The chosen candidate as ``training.final_refit`` says: fitted on train and calibrated
-    on validation (``none``); refitted on train + validation and calibrated out of fold
-    (``train_valid``); and for ``all`` once more on every matured loan for registration."""
+    """The chosen candidate (the first of `ranked`) as ``training.final_refit`` says: fitted
+    on train and calibrated on validation (``none``); refitted on train + validation and
+    calibrated out of fold (``train_valid``); and for ``all`` once more on every matured loan
+    for registration. A refit whose out-of-fold scores rank no better than chance passes the
+    choice to the next candidate of `ranked`; when none ranks, :class:`NoUsableModel`."""
     methods = METHODS if evaluation.calibration == "auto" else (evaluation.calibration,)
     folds = evaluation.calibration_folds
 
@@ -201,26 +213,41 @@ def _final_models(
         frame = pl.concat([parts[n] for n in names])
         return f"{' + '.join(names)} ({_months(frame)}, {frame.height} loans)"
 
+    chosen = ranked[0]
     if settings.final_refit == "none":
         valid = parts["valid"]
         raw = sigmoid(chosen.scorer.log_odds(spec.matrix(valid)))
         calibration = choose_calibrator(raw, valid["label"].to_numpy(), folds, methods)
         evaluated = model(chosen.scorer, calibration.calibrator)
         scope = described(("train",)) + ", calibrated on valid"
-        return FinalModels(
-            evaluated, evaluated, calibration.brier, {"evaluated": scope, "registered": scope}
-        )
+        fitted = {"evaluated": scope, "registered": scope}
+        return FinalModels(chosen, [], evaluated, evaluated, calibration.brier, fitted)
     seen = pl.concat([parts["train"], parts["valid"]])
-    refitted = refit(chosen.recipe, spec, seen, settings, folds, methods)
+    passed_over = []
+    for chosen in ranked:
+        refitted = refit(chosen.recipe, spec, seen, settings, folds, methods)
+        if refitted.ranks:
+            break
+        passed_over.append(
+            f"{chosen.name} refitted on train + valid ranks no better than chance out of fold "
+            f"(AUC {refitted.oof_auc:.3f}, standard error {refitted.oof_se:.3f})"
+        )
+    else:
+        raise NoUsableModel(
+            "no candidate ranks loans better than chance out of fold: "
+            + "; ".join(passed_over)
+            + ". More labelled loans (more bads) are needed"
+        )
     evaluated = model(refitted.scorer, refitted.calibrator)
     scope = described(("train", "valid"))
     if settings.final_refit == "train_valid":
-        return FinalModels(
-            evaluated, evaluated, refitted.brier, {"evaluated": scope, "registered": scope}
-        )
+        fitted = {"evaluated": scope, "registered": scope}
+        return FinalModels(chosen, passed_over, evaluated, evaluated, refitted.brier, fitted)
     every = pl.concat([seen, parts["oot"]])
     serving = refit(chosen.recipe, spec, every, settings, folds, methods)
     return FinalModels(
+        chosen,
+        passed_over,
         evaluated,
         model(serving.scorer, serving.calibrator),
         refitted.brier,

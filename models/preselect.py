@@ -1,8 +1,17 @@
 """Pre-selection: fewer, stronger, stabler features when the training split has few bads.
 
 With more features than bads, tuning spends its trials on noise, and a scorecard or a tree
-finds chance patterns. Before tuning, on the training split only, every feature is cut into
-equal-count bins (missing values, and each category, in their own bin) and measured twice:
+finds chance patterns. Before tuning, on the training split only, each feature's strength
+is measured by ``method``:
+
+- ``null_importance`` (the default): its LightGBM gain importance against the importances it
+  gets from models fitted to shuffled labels (:func:`null_importance`); features no more
+  important than to a model of noise are dropped. It sees what a feature adds in
+  interactions, which a one-feature measure cannot;
+- ``iv``: its information value, below.
+
+Every feature is also cut into equal-count bins (missing values, and each category, in
+their own bin) and measured twice:
 
 - information value (IV) against the label: sum over bins of (goods% - bads%) x ln(goods% /
   bads%), half a loan added to every cell so empty cells stay finite, less what a feature
@@ -11,7 +20,7 @@ equal-count bins (missing values, and each category, in their own bin) and measu
 - stability: the PSI of its bins between the earlier and the later half of the training
   months.
 
-Features below ``min_iv`` or above ``max_psi`` are dropped, and the strongest of the rest by IV
+Features too weak by the method or above ``max_psi`` are dropped, and the strongest of the rest
 kept, at most one per ``bads_per_feature`` bads and at least ``min_features``.
 """
 
@@ -20,11 +29,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from models.config import PreselectSettings
+from models.config import PreselectSettings, TrainSettings
 from models.metrics import PSI_FLOOR
+from models.train import FeatureSpec, SearchBounds, default_params
 
 SMOOTHING = 0.5
 
@@ -78,8 +89,42 @@ def shift(binned: np.ndarray, later: np.ndarray) -> float:
     return float(np.sum((late - early) * np.log(late / early)))
 
 
+def null_importance(
+    train: pl.DataFrame, names: Sequence[str], settings: PreselectSettings, model: TrainSettings
+) -> np.ndarray:
+    """Per feature, log(gain importance with the true labels / (1 + the `null_quantile` of
+    its gain importances over `null_runs` fits on shuffled labels)): above 0, the feature
+    matters more than it does to a model of noise. The fits are LightGBM's configured base
+    parameters, the leaves bounded for the data, `null_rounds` rounds each."""
+    spec = FeatureSpec.from_frame(train, names)
+    labels = train["label"].to_numpy()
+    params = SearchBounds.for_labels(labels).clip(default_params(model))
+    dataset = lgb.Dataset(
+        spec.matrix(train),
+        label=labels,
+        feature_name=list(spec.names),
+        categorical_feature=spec.categorical_indices,
+        free_raw_data=False,
+        params={"feature_pre_filter": False, "verbosity": -1},
+    )
+
+    def gains(shuffled: np.ndarray) -> np.ndarray:
+        dataset.set_label(shuffled)
+        booster = lgb.train(params, dataset, num_boost_round=settings.null_rounds)
+        return booster.feature_importance(importance_type="gain")
+
+    rng = np.random.default_rng(model.seed)
+    null = np.array([gains(rng.permutation(labels)) for _ in range(settings.null_runs)])
+    actual = gains(labels)
+    return np.log((1e-10 + actual) / (1 + np.quantile(null, settings.null_quantile, axis=0)))
+
+
 def preselect(
-    train: pl.DataFrame, names: Sequence[str], settings: PreselectSettings, month: str = "month"
+    train: pl.DataFrame,
+    names: Sequence[str],
+    settings: PreselectSettings,
+    model: TrainSettings | None = None,
+    month: str = "month",
 ) -> Preselection:
     """The features to tune on, and why each was kept or dropped (on `train` alone)."""
     labels = train["label"].to_numpy().astype(np.float64)
@@ -87,7 +132,7 @@ def preselect(
     run = settings.when == "always" or (settings.when == "auto" and len(names) > bads)
     if not run:
         table = pl.DataFrame({"feature": list(names)}).with_columns(
-            iv=None, psi=None, kept=True, reason=pl.lit("pre-selection did not run")
+            iv=None, psi=None, strength=None, kept=True, reason=pl.lit("pre-selection did not run")
         )
         return Preselection(list(names), table, ran=False)
     months = train[month].unique().sort()
@@ -98,11 +143,21 @@ def preselect(
         psi = shift(binned, later) if later is not None else 0.0
         iv = information_value(binned, labels) - chance_iv(binned, labels)
         rows.append({"feature": name, "iv": iv, "psi": psi})
-    table = pl.DataFrame(rows).sort(["iv", "feature"], descending=[True, False])
+    table = pl.DataFrame(rows)
+    if settings.method == "null_importance":
+        scores = null_importance(train, names, settings, model or TrainSettings())
+        table = table.with_columns(strength=pl.Series(scores))
+        weak = pl.col("strength") <= 0
+        why = "no more important than to a model of shuffled labels"
+    else:
+        table = table.with_columns(strength=pl.col("iv"))
+        weak = pl.col("iv") < settings.min_iv
+        why = f"information value below {settings.min_iv}"
+    table = table.sort(["strength", "feature"], descending=[True, False])
     limit = max(settings.min_features, int(bads / settings.bads_per_feature))
     reason = (
-        pl.when(pl.col("iv") < settings.min_iv)
-        .then(pl.lit(f"information value below {settings.min_iv}"))
+        pl.when(weak)
+        .then(pl.lit(why))
         .when(pl.col("psi") > settings.max_psi)
         .then(pl.lit(f"shifts within train: PSI above {settings.max_psi}"))
     )

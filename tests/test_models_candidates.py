@@ -22,8 +22,9 @@ from models.candidates import (
     fit_candidates,
     refit,
 )
-from models.config import EvaluationSettings, SplitSettings, TrainSettings
+from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
 from models.decision import score_points
+from models.errors import NoUsableModel
 from models.metrics import auc, auc_standard_error
 from models.pd_model import PDModel
 from models.scorecard import ScorecardFitter, ScorecardParams
@@ -49,6 +50,8 @@ def world(kind: str, n: int = 12_000, seed: int = 0) -> tuple[pl.DataFrame, pl.D
     x = rng.normal(size=(n, N_FEATURES))
     if kind == "linear":
         logit = -2.8 + x[:, :10] @ np.full(10, 0.3)
+    elif kind == "noise":
+        logit = np.full(n, -2.8)
     else:
         logit = -3.2 + 2.2 * (x[:, 0] * x[:, 1] > 0) + 1.6 * (np.abs(x[:, 2]) > 1.0)
     label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
@@ -357,3 +360,39 @@ def test_a_model_registered_before_candidates_loads_as_lightgbm(parts, candidate
     np.testing.assert_allclose(
         old.raw_score(parts["oot"]), PDModel(booster, spec).raw_score(parts["oot"])
     )
+
+
+class Constant:
+    """A recipe whose models rank nobody: every loan gets the same log-odds."""
+
+    def fit(self, spec, frame, settings):
+        class Scorer:
+            kind = "constant"
+
+            def log_odds(self, matrix):
+                return np.full(len(matrix), -2.0)
+
+            def contributions(self, matrix):
+                return np.zeros(matrix.shape)
+
+        return Scorer()
+
+
+def test_a_refit_that_ranks_no_better_than_chance_passes_the_choice_on(parts, candidates) -> None:
+    spec = FeatureSpec.from_frame(parts["train"], NAMES)
+    flat = Candidate("lightgbm", None, Constant(), 0.99, np.zeros(1), {})  # type: ignore[arg-type]
+    final = pipeline._final_models(
+        [flat, candidates["scorecard"]], spec, parts, SETTINGS, QUICK, DecisionSettings(), {}
+    )
+    assert final.chosen is candidates["scorecard"] and final.evaluated.kind == "scorecard"
+    assert (
+        final.why
+        and "lightgbm refitted on train + valid ranks no better than chance" in final.why[0]
+    )
+    with pytest.raises(NoUsableModel, match="no candidate ranks loans better than chance"):
+        pipeline._final_models([flat], spec, parts, SETTINGS, QUICK, DecisionSettings(), {})
+
+
+def test_a_world_without_signal_stops_with_a_clear_error() -> None:
+    with pytest.raises(NoUsableModel, match="More labelled loans"):
+        train("noise", trials=1, scorecard_trials=1)

@@ -49,9 +49,12 @@ def test_it_runs_only_with_more_features_than_bads_unless_told() -> None:
     assert many.ran and int(frame.head(500)["label"].sum()) < len(NAMES)
 
 
+IV = PreselectSettings(method="iv")
+
+
 def test_it_keeps_the_strong_and_stable_and_says_why_it_dropped_the_rest() -> None:
     frame = train_split()
-    result = preselect(frame, NAMES, PreselectSettings(when="always", min_features=1))
+    result = preselect(frame, NAMES, IV.model_copy(update={"when": "always", "min_features": 1}))
     table = {row["feature"]: row for row in result.table.iter_rows(named=True)}
     assert {"strong", "weak"} <= set(result.kept)
     assert "drifting" not in result.kept and table["drifting"]["reason"].startswith("shifts")
@@ -67,12 +70,14 @@ def test_it_keeps_the_strong_and_stable_and_says_why_it_dropped_the_rest() -> No
 def test_it_keeps_at_most_one_feature_per_bads_per_feature_and_at_least_the_minimum() -> None:
     frame = train_split().head(3_000)
     bads = int(frame["label"].sum())
-    settings = PreselectSettings(when="always", min_iv=0.0, max_psi=10.0, bads_per_feature=10)
+    settings = IV.model_copy(
+        update={"when": "always", "min_iv": 0.0, "max_psi": 10.0, "bads_per_feature": 10}
+    )
     result = preselect(frame, NAMES, settings)
     above_chance = result.table.filter(pl.col("iv") >= 0).height
     assert 10 < bads // 10 < above_chance < len(NAMES)
     assert len(result.kept) == bads // 10
-    floor = PreselectSettings(when="always", min_iv=5.0, min_features=3)
+    floor = IV.model_copy(update={"when": "always", "min_iv": 5.0, "min_features": 3})
     kept = preselect(frame, NAMES, floor).kept
     assert len(kept) == 3 and "strong" in kept  # the strongest, though none reaches min_iv
 
@@ -104,3 +109,31 @@ def test_missing_values_and_categories_have_their_own_bins() -> None:
     assert binned[1] == binned[3] == binned.max() and len(set(binned[[0, 2, 4, 5]])) == 2
     codes = bins_of(pl.Series(["b", None, "a", "b"]), bins=10)
     assert codes[0] == codes[3] != codes[2] and codes[1] not in (codes[0], codes[2])
+
+
+def test_null_importance_keeps_what_matters_only_in_interaction() -> None:
+    """Two features whose product's sign carries the risk: neither has information value
+    alone, both matter to a tree; noise matters to the true model no more than to noise."""
+    rng = np.random.default_rng(1)
+    n = 6_000
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    label = (rng.random(n) < np.where(a * b > 0, 0.12, 0.02)).astype(np.int64)
+    frame = pl.DataFrame(
+        {
+            "month": [date(2024, 1 + 6 * i // n, 1) for i in range(n)],
+            "label": label,
+            "a": a,
+            "b": b,
+            **{f"noise_{i}": rng.normal(size=n) for i in range(30)},
+        }
+    )
+    names = ["a", "b", *(f"noise_{i}" for i in range(30))]
+    settings = PreselectSettings(when="always", min_features=1)
+    result = preselect(frame, names, settings)
+    table = {row["feature"]: row for row in result.table.iter_rows(named=True)}
+    assert {"a", "b"} <= set(result.kept)
+    assert table["a"]["iv"] < 0.02 and table["b"]["iv"] < 0.02  # invisible one at a time
+    assert len([n for n in result.kept if n.startswith("noise_")]) <= 8
+    assert preselect(frame, names, settings).table.equals(result.table)  # seeded
+    by_iv = preselect(frame, names, settings.model_copy(update={"method": "iv"}))
+    assert not {"a", "b"} <= set(by_iv.kept)

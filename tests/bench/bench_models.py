@@ -15,7 +15,9 @@ on validation, the out-of-time AUC of the chosen model and of every candidate (f
 train) and baseline with a 95% paired bootstrap interval over the out-of-time loans, the
 oracle AUC (the simulator's true PD) and the chosen model's ratio to it, and whether any
 baseline beats the chosen model beyond the interval (the 95% interval of its AUC minus the
-chosen model's lies above zero).
+chosen model's lies above zero). Every model's out-of-time scores are written to
+``OUT/<scenario>/oot_scores.parquet`` (``application_id``, ``label``, ``model`` for the chosen
+one, ``candidate_<name>``, the baselines), for paired comparisons with other code.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ def run_scenario(scenario: str, out: Path, resamples: int) -> dict[str, Any]:
     y = oot["label"].to_numpy()
     chosen = outcome.oot_scores["model"]
     models = {name: scores for name, scores in outcome.oot_scores.items() if name != "model"}
+    oot.select("application_id", "label").with_columns(
+        pl.Series(name, scores) for name, scores in outcome.oot_scores.items()
+    ).write_parquet(out / scenario / "oot_scores.parquet")
     result: dict[str, Any] = {
         "scenario": scenario,
         "users": config.users,

@@ -263,8 +263,8 @@ def _candidate_table(
     evaluation: EvaluationSettings,
 ) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
     """Each candidate as fitted on train and calibrated on validation: validation AUC (the
-    choice's measure) and out-of-time AUC, KS and Brier score (reported, never chosen on);
-    and each one's out-of-time PD."""
+    choice's measure) and out-of-time AUC, KS and Brier score of its PD, as the model's own
+    out-of-time metrics are (reported, never chosen on); and each one's out-of-time PD."""
     methods = METHODS if evaluation.calibration == "auto" else (evaluation.calibration,)
     valid_labels = parts["valid"]["label"].to_numpy()
     oot_matrix = spec.matrix(parts["oot"])
@@ -282,7 +282,7 @@ def _candidate_table(
                 "candidate": name,
                 "chosen": name == chosen,
                 "valid_auc": candidate.valid_auc,
-                "oot_auc": auc(oot_labels, raw),
+                "oot_auc": scored["auc"],
                 "oot_ks": scored["ks"],
                 "oot_brier": scored["brier"],
             }

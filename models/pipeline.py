@@ -96,30 +96,25 @@ def train_pd_model(
     found = fit_candidates(
         spec, parts, train_settings, evaluation.calibration_folds, show_progress, warm_start
     )
-    chosen, choice = choose(
-        found.candidates, parts["valid"]["label"].to_numpy(), train_settings.choice
+    chosen, choice, final = _choose_and_refit(
+        found.candidates, spec, parts, train_settings, evaluation, decision, words
     )
-    others = sorted(found.candidates.values(), key=lambda c: -c.valid_auc)
-    ranked = [chosen, *(c for c in others if c is not chosen)]
-    final = _final_models(ranked, spec, parts, train_settings, evaluation, decision, words)
-    if final.why:
-        chosen = final.chosen
-        choice = f"{'; '.join(final.why)}: the next by validation AUC, {chosen.name} ({choice})"
     candidates, oot_scores = _candidate_table(
         found.candidates, chosen.name, spec, parts, evaluation
     )
     model = final.evaluated
-
     all_pd = model.predict_pd(data)
     pd = {name: all_pd[(data["split"] == name).to_numpy()] for name in SPLITS}
     oot = parts["oot"]
     oot_labels = oot["label"].to_numpy()
-    metrics = {f"calibration_oof_brier_{m}": b for m, b in final.brier.items()}
-    metrics.update({f"oot_{k}": v for k, v in summary(oot_labels, pd["oot"]).items()})
-    metrics["oot_auc_uncalibrated"] = auc(oot_labels, model.raw_score(oot))
-    metrics["valid_auc"] = chosen.valid_auc
-    metrics["psi_train_to_oot"] = psi(pd["train"], pd["oot"], evaluation.bins)
-    metrics["features_after_preselection"] = float(len(selection.kept))
+    metrics = {
+        **{f"calibration_oof_brier_{m}": b for m, b in final.brier.items()},
+        **{f"oot_{k}": v for k, v in summary(oot_labels, pd["oot"]).items()},
+        "oot_auc_uncalibrated": auc(oot_labels, model.raw_score(oot)),
+        "valid_auc": chosen.valid_auc,
+        "psi_train_to_oot": psi(pd["train"], pd["oot"], evaluation.bins),
+        "features_after_preselection": float(len(selection.kept)),
+    }
     for row in candidates.iter_rows(named=True):
         for key in ("valid_auc", "oot_auc", "oot_ks", "oot_brier"):
             metrics[f"candidate_{row['candidate']}_{key}"] = row[key]
@@ -130,8 +125,7 @@ def train_pd_model(
         "evaluation/preselection.csv": selection.table,
     }
     if isinstance(model.scorer, Scorecard | Blend):
-        card = model.scorer if isinstance(model.scorer, Scorecard) else model.scorer.scorecard
-        tables["model/scorecard_points.csv"] = card.points_table(decision)
+        tables["model/scorecard_points.csv"] = _points(model.scorer, decision)
     oot_scores["model"] = pd["oot"]
     if evaluation.baselines:
         baselines = baseline_scores(parts, feature_families, train_settings)
@@ -173,6 +167,32 @@ def train_pd_model(
             ),
         },
     )
+
+
+def _choose_and_refit(
+    candidates: Mapping[str, Candidate],
+    spec: FeatureSpec,
+    parts: Mapping[str, pl.DataFrame],
+    settings: TrainSettings,
+    evaluation: EvaluationSettings,
+    decision: DecisionSettings,
+    words: dict[str, str],
+) -> tuple[Candidate, str, FinalModels]:
+    """The candidate chosen on validation, why, and its final models; the next ones by
+    validation AUC stand by in case its refit does not rank (see :func:`_final_models`)."""
+    chosen, choice = choose(candidates, parts["valid"]["label"].to_numpy(), settings.choice)
+    others = sorted(candidates.values(), key=lambda c: -c.valid_auc)
+    ranked = [chosen, *(c for c in others if c is not chosen)]
+    final = _final_models(ranked, spec, parts, settings, evaluation, decision, words)
+    if final.why:
+        choice = (
+            f"{'; '.join(final.why)}: the next by validation AUC, {final.chosen.name} ({choice})"
+        )
+    return final.chosen, choice, final
+
+
+def _points(scorer: Scorecard | Blend, decision: DecisionSettings) -> pl.DataFrame:
+    return (scorer if isinstance(scorer, Scorecard) else scorer.scorecard).points_table(decision)
 
 
 def _months(part: pl.DataFrame) -> str:

@@ -420,6 +420,7 @@ def print_candidates(summary: Any) -> None:
         return
     table = Table(
         "candidate",
+        "chosen",
         "validation AUC",
         "out-of-time AUC",
         "out-of-time KS",
@@ -427,9 +428,9 @@ def print_candidates(summary: Any) -> None:
         title="Candidates (fitted on train, calibrated on validation; chosen on validation AUC)",
     )
     for row in summary.candidates.iter_rows(named=True):
-        name = f"{row['candidate']} (chosen)" if row["chosen"] else row["candidate"]
         values = (row[k] for k in ("valid_auc", "oot_auc", "oot_ks", "oot_brier"))
-        table.add_row(name, *(f"{v:.4f}" for v in values))
+        chosen = "yes" if row["chosen"] else ""
+        table.add_row(row["candidate"], chosen, *(f"{v:.4f}" for v in values))
     console.print(table)
     console.print(f"Chosen: {summary.chosen}, {summary.choice}.")
     fitted = summary.fitted_on or {}

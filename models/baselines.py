@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.special import expit
 
-from models.candidates import sigmoid
 from models.config import TrainSettings
 from models.metrics import auc, ks
 from models.scorecard import ScorecardFitter, ScorecardParams
@@ -62,7 +62,7 @@ def woe_scorecard(parts: Mapping[str, pl.DataFrame], names: Sequence[str], seed:
     defaults)."""
     spec = FeatureSpec.from_frame(parts["train"], names)
     scorecard = ScorecardFitter(parts["train"], spec.names, seed).fit(ScorecardParams())
-    return sigmoid(scorecard.log_odds(spec.matrix(parts["oot"])))
+    return expit(scorecard.log_odds(spec.matrix(parts["oot"])))
 
 
 def baseline_scores(

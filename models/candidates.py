@@ -28,13 +28,14 @@ from typing import Any, Protocol
 import lightgbm as lgb
 import numpy as np
 import polars as pl
+from scipy.special import expit
 from sklearn.model_selection import KFold
 
 from models.calibration import METHODS, Calibrator, Method, choose_calibrator
 from models.config import CandidateName, TrainSettings
 from models.explain import contributions as tree_shap
 from models.metrics import auc, auc_standard_error
-from models.scorecard import ScorecardFitter, ScorecardParams, tune_scorecard
+from models.scorecard import Scorecard, ScorecardFitter, ScorecardParams, tune_scorecard
 from models.train import FeatureSpec, TrainData, TuningResult, fit, fit_rounds, tune
 
 # Weights of LightGBM in the blend tried (the scorecard has the rest).
@@ -82,7 +83,7 @@ class Blend:
     contributions are the same weighted sum of the two's."""
 
     lightgbm: BoosterScorer
-    scorecard: Any  # models.scorecard.Scorecard
+    scorecard: Scorecard
     weight: float
     kind: str = "blend"
 
@@ -128,7 +129,7 @@ class LightGBMRecipe:
             return settings.dart_rounds
         return max(1, round(self.rounds * rows / self.train_rows))
 
-    def fit(self, spec: FeatureSpec, frame: pl.DataFrame, settings: TrainSettings) -> Scorer:
+    def fit(self, spec: FeatureSpec, frame: pl.DataFrame, settings: TrainSettings) -> BoosterScorer:
         rounds = self.rounds_for(frame.height, settings)
         return BoosterScorer(fit_rounds(spec, frame, self.params, settings, rounds))
 
@@ -137,7 +138,7 @@ class LightGBMRecipe:
 class ScorecardRecipe:
     params: ScorecardParams
 
-    def fit(self, spec: FeatureSpec, frame: pl.DataFrame, settings: TrainSettings) -> Scorer:
+    def fit(self, spec: FeatureSpec, frame: pl.DataFrame, settings: TrainSettings) -> Scorecard:
         return ScorecardFitter(frame, spec.names, settings.seed).fit(self.params)
 
 
@@ -149,7 +150,6 @@ class BlendRecipe:
 
     def fit(self, spec: FeatureSpec, frame: pl.DataFrame, settings: TrainSettings) -> Scorer:
         booster = self.lightgbm.fit(spec, frame, settings)
-        assert isinstance(booster, BoosterScorer)
         return Blend(booster, self.scorecard.fit(spec, frame, settings), self.weight)
 
 
@@ -302,10 +302,6 @@ class Refit:
         return self.oof_auc - self.oof_se > 0.5
 
 
-def sigmoid(log_odds: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-log_odds))
-
-
 def out_of_fold_scores(
     recipe: Recipe, spec: FeatureSpec, frame: pl.DataFrame, settings: TrainSettings, folds: int
 ) -> np.ndarray:
@@ -315,7 +311,7 @@ def out_of_fold_scores(
     scores = np.empty(frame.height)
     for fit_rows, held in KFold(n_splits=folds, shuffle=False).split(matrix):
         scorer = recipe.fit(spec, frame[fit_rows], settings)
-        scores[held] = sigmoid(scorer.log_odds(matrix[held]))
+        scores[held] = expit(scorer.log_odds(matrix[held]))
     return scores
 
 

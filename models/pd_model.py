@@ -14,9 +14,10 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import polars as pl
+from scipy.special import expit
 
 from models.calibration import Calibrator
-from models.candidates import BoosterScorer, Scorer, booster_of, sigmoid
+from models.candidates import BoosterScorer, Scorer, booster_of
 from models.config import DecisionSettings
 from models.decision import decide
 from models.errors import ModelInputError
@@ -72,7 +73,7 @@ class PDModel(mlflow.pyfunc.PythonModel):
 
     def raw_score(self, features: pl.DataFrame) -> np.ndarray:
         """The scorer's own probability, before calibration."""
-        return sigmoid(self.scorer.log_odds(self.spec.matrix(features)))
+        return expit(self.scorer.log_odds(self.spec.matrix(features)))
 
     def calibrate(self, score: np.ndarray) -> np.ndarray:
         return score if self.calibrator is None else self.calibrator.transform(score)
@@ -90,7 +91,7 @@ class PDModel(mlflow.pyfunc.PythonModel):
         ``credit_limit``, ``price_tier``, and the adverse factors (``reason_codes``: feature
         names; ``reasons``: in words)."""
         matrix = self.spec.matrix(features)
-        pd = self.calibrate(sigmoid(self.scorer.log_odds(matrix)))
+        pd = self.calibrate(expit(self.scorer.log_odds(matrix)))
         reasons = reason_codes(
             self.scorer.contributions(matrix), self.spec.names, self.words, self.decision.reasons
         )

@@ -3,15 +3,16 @@ orchestration here)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy.special import expit
 
 from models.baselines import ablation, baseline_scores
 from models.calibration import METHODS, Calibrator, choose_calibrator
-from models.candidates import Blend, Candidate, choose, fit_candidates, refit, sigmoid
+from models.candidates import Blend, Candidate, choose, fit_candidates, refit
 from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
 from models.decision import grade_calibration
 from models.errors import NoUsableModel
@@ -96,9 +97,17 @@ def train_pd_model(
     found = fit_candidates(
         spec, parts, train_settings, evaluation.calibration_folds, show_progress, warm_start
     )
-    chosen, choice, final = _choose_and_refit(
-        found.candidates, spec, parts, train_settings, evaluation, decision, words
+    chosen, choice = choose(
+        found.candidates, parts["valid"]["label"].to_numpy(), train_settings.choice
     )
+    final = _final_models(
+        chosen, found.candidates, spec, parts, train_settings, evaluation, decision, words
+    )
+    if final.why:
+        choice = (
+            f"{'; '.join(final.why)}: the next by validation AUC, {final.chosen.name} ({choice})"
+        )
+        chosen = final.chosen
     candidates, oot_scores = _candidate_table(
         found.candidates, chosen.name, spec, parts, evaluation
     )
@@ -169,28 +178,6 @@ def train_pd_model(
     )
 
 
-def _choose_and_refit(
-    candidates: Mapping[str, Candidate],
-    spec: FeatureSpec,
-    parts: Mapping[str, pl.DataFrame],
-    settings: TrainSettings,
-    evaluation: EvaluationSettings,
-    decision: DecisionSettings,
-    words: dict[str, str],
-) -> tuple[Candidate, str, FinalModels]:
-    """The candidate chosen on validation, why, and its final models; the next ones by
-    validation AUC stand by in case its refit does not rank (see :func:`_final_models`)."""
-    chosen, choice = choose(candidates, parts["valid"]["label"].to_numpy(), settings.choice)
-    others = sorted(candidates.values(), key=lambda c: -c.valid_auc)
-    ranked = [chosen, *(c for c in others if c is not chosen)]
-    final = _final_models(ranked, spec, parts, settings, evaluation, decision, words)
-    if final.why:
-        choice = (
-            f"{'; '.join(final.why)}: the next by validation AUC, {final.chosen.name} ({choice})"
-        )
-    return final.chosen, choice, final
-
-
 def _points(scorer: Scorecard | Blend, decision: DecisionSettings) -> pl.DataFrame:
     return (scorer if isinstance(scorer, Scorecard) else scorer.scorecard).points_table(decision)
 
@@ -210,7 +197,8 @@ class FinalModels:
 
 
 def _final_models(
-    ranked: Sequence[Candidate],
+    chosen: Candidate,
+    candidates: Mapping[str, Candidate],
     spec: FeatureSpec,
     parts: Mapping[str, pl.DataFrame],
     settings: TrainSettings,
@@ -218,11 +206,11 @@ def _final_models(
     decision: DecisionSettings,
     words: dict[str, str],
 ) -> FinalModels:
-    """The chosen candidate (the first of `ranked`) as ``training.final_refit`` says: fitted
-    on train and calibrated on validation (``none``); refitted on train + validation and
-    calibrated out of fold (``train_valid``); and for ``all`` once more on every matured loan
-    for registration. A refit whose out-of-fold scores rank no better than chance passes the
-    choice to the next candidate of `ranked`; when none ranks, :class:`NoUsableModel`."""
+    """The chosen candidate as ``training.final_refit`` says: fitted on train and calibrated
+    on validation (``none``); refitted on train + validation and calibrated out of fold
+    (``train_valid``); and for ``all`` once more on every matured loan for registration. A
+    refit whose out-of-fold scores rank no better than chance passes the choice to the next
+    of `candidates` by validation AUC; when none ranks, :class:`NoUsableModel`."""
     methods = METHODS if evaluation.calibration == "auto" else (evaluation.calibration,)
     folds = evaluation.calibration_folds
 
@@ -233,16 +221,17 @@ def _final_models(
         frame = pl.concat([parts[n] for n in names])
         return f"{' + '.join(names)} ({_months(frame)}, {frame.height} loans)"
 
-    chosen = ranked[0]
     if settings.final_refit == "none":
         valid = parts["valid"]
-        raw = sigmoid(chosen.scorer.log_odds(spec.matrix(valid)))
+        raw = expit(chosen.scorer.log_odds(spec.matrix(valid)))
         calibration = choose_calibrator(raw, valid["label"].to_numpy(), folds, methods)
         evaluated = model(chosen.scorer, calibration.calibrator)
         scope = described(("train",)) + ", calibrated on valid"
         fitted = {"evaluated": scope, "registered": scope}
         return FinalModels(chosen, [], evaluated, evaluated, calibration.brier, fitted)
     seen = pl.concat([parts["train"], parts["valid"]])
+    others = sorted(candidates.values(), key=lambda c: -c.valid_auc)
+    ranked = [chosen, *(c for c in others if c is not chosen)]
     passed_over = []
     for chosen in ranked:
         refitted = refit(chosen.recipe, spec, seen, settings, folds, methods)
@@ -292,9 +281,9 @@ def _candidate_table(
     rows, scores = [], {}
     for name, candidate in candidates.items():
         calibration = choose_calibrator(
-            sigmoid(candidate.valid_log_odds), valid_labels, evaluation.calibration_folds, methods
+            expit(candidate.valid_log_odds), valid_labels, evaluation.calibration_folds, methods
         )
-        raw = sigmoid(candidate.scorer.log_odds(oot_matrix))
+        raw = expit(candidate.scorer.log_odds(oot_matrix))
         scores[f"candidate_{name}"] = calibration.calibrator.transform(raw)
         scored = summary(oot_labels, scores[f"candidate_{name}"])
         rows.append(

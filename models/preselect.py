@@ -99,14 +99,7 @@ def null_importance(
     spec = FeatureSpec.from_frame(train, names)
     labels = train["label"].to_numpy()
     params = SearchBounds.for_labels(labels).clip(default_params(model))
-    dataset = lgb.Dataset(
-        spec.matrix(train),
-        label=labels,
-        feature_name=list(spec.names),
-        categorical_feature=spec.categorical_indices,
-        free_raw_data=False,
-        params={"feature_pre_filter": False, "verbosity": -1},
-    )
+    dataset = spec.dataset(train)
 
     def gains(shuffled: np.ndarray) -> np.ndarray:
         dataset.set_label(shuffled)

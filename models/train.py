@@ -57,6 +57,21 @@ class FeatureSpec:
             for name in self.names
         ).to_pandas()
 
+    def dataset(
+        self, frame: pl.DataFrame, label: str = "label", reference: lgb.Dataset | None = None
+    ) -> lgb.Dataset:
+        """`frame` as a LightGBM dataset, raw data kept: parameters such as min_data_in_leaf
+        may change between fits on it (STACK_NOTES.md)."""
+        return lgb.Dataset(
+            self.matrix(frame),
+            label=frame[label].to_numpy(),
+            reference=reference,
+            feature_name=list(self.names),
+            categorical_feature=self.categorical_indices,
+            free_raw_data=False,
+            params={"feature_pre_filter": False, "verbosity": -1},
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "names": list(self.names),
@@ -136,18 +151,9 @@ class TrainData:
     def build(
         cls, spec: FeatureSpec, train: pl.DataFrame, valid: pl.DataFrame, label: str = "label"
     ) -> TrainData:
-        common = {
-            "feature_name": list(spec.names),
-            "categorical_feature": spec.categorical_indices,
-            "free_raw_data": False,
-            # Tuning changes min_data_in_leaf on a reused Dataset (STACK_NOTES.md).
-            "params": {"feature_pre_filter": False, "verbosity": -1},
-        }
-        train_set = lgb.Dataset(spec.matrix(train), label=train[label].to_numpy(), **common)
+        train_set = spec.dataset(train, label)
+        valid_set = spec.dataset(valid, label, reference=train_set)
         valid_labels = valid[label].to_numpy()
-        valid_set = lgb.Dataset(
-            spec.matrix(valid), label=valid_labels, reference=train_set, **common
-        )
         return cls(spec=spec, train=train_set, valid=valid_set, valid_labels=valid_labels)
 
 
@@ -228,13 +234,7 @@ def fit_rounds(
 ) -> lgb.Booster:
     """Train exactly `rounds` rounds on every row of `frame` (a refit: nothing held out to
     stop on)."""
-    dataset = lgb.Dataset(
-        spec.matrix(frame),
-        label=frame[label].to_numpy(),
-        feature_name=list(spec.names),
-        categorical_feature=spec.categorical_indices,
-        params={"feature_pre_filter": False, "verbosity": -1},
-    )
+    dataset = spec.dataset(frame, label)
     params = {**params, **monotone_params(spec, settings)}
     return lgb.train(params, dataset, num_boost_round=max(rounds, 1))
 

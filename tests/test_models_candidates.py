@@ -381,16 +381,16 @@ class Constant:
 def test_a_refit_that_ranks_no_better_than_chance_passes_the_choice_on(parts, candidates) -> None:
     spec = FeatureSpec.from_frame(parts["train"], NAMES)
     flat = Candidate("lightgbm", None, Constant(), 0.99, np.zeros(1), {})  # type: ignore[arg-type]
-    final = pipeline._final_models(
-        [flat, candidates["scorecard"]], spec, parts, SETTINGS, QUICK, DecisionSettings(), {}
-    )
+    both = {"lightgbm": flat, "scorecard": candidates["scorecard"]}
+    final = pipeline._final_models(flat, both, spec, parts, SETTINGS, QUICK, DecisionSettings(), {})
     assert final.chosen is candidates["scorecard"] and final.evaluated.kind == "scorecard"
     assert (
         final.why
         and "lightgbm refitted on train + valid ranks no better than chance" in final.why[0]
     )
     with pytest.raises(NoUsableModel, match="no candidate ranks loans better than chance"):
-        pipeline._final_models([flat], spec, parts, SETTINGS, QUICK, DecisionSettings(), {})
+        alone = {"lightgbm": flat}
+        pipeline._final_models(flat, alone, spec, parts, SETTINGS, QUICK, DecisionSettings(), {})
 
 
 def test_a_world_without_signal_stops_with_a_clear_error() -> None:

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test test-fast setup lint bench bench-models lock catalogue suites clean fuzz
+.PHONY: run test test-fast setup lint bench bench-models lock catalogue suites clean fuzz ui
 
 setup: $(STAMP)
 
@@ -23,15 +23,19 @@ run: $(STAMP)
 	@test -d $(RAW) || $(BIN)/pdflow --workspace $(WORKSPACE) generate --out $(RAW)
 	$(BIN)/pdflow --workspace $(WORKSPACE) train --raw $(RAW)
 
+# The MLflow UI over the store `make run` trains into (Ctrl-C stops it).
+ui: $(STAMP)
+	$(BIN)/pdflow --workspace $(WORKSPACE) ui
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 # The inner loop: everything but the end-to-end flows and the gate's runs of the CLI on
 # corrupted roots (markers slow and fuzz).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 -m "not slow and not fuzz" tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not fuzz" tests
 
 # A longer search of the gate's fuzz suite (tests/test_gate_fuzz.py) than `make test` runs:
 # FUZZ_EXAMPLES examples from a random seed, printed (replay with `make fuzz SEED=<seed>`),

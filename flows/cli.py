@@ -27,7 +27,7 @@ from data.generator.config import SCENARIOS
 from data.readers import ContractError
 from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
-from models.errors import ModelInputError, ModelNotFound, NoUsableModel
+from models.errors import ModelInputError, ModelNotFound, NoUsableModel, RegistryError
 from models.split import SplitError
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ USER_ERRORS = (
     ModelNotFound,
     ModelInputError,
     NoUsableModel,
+    RegistryError,
 )
 
 
@@ -91,6 +92,7 @@ def user_errors() -> Iterator[None]:
         ModelNotFound,
         ModelInputError,
         NoUsableModel,
+        RegistryError,
     ) as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
@@ -472,10 +474,154 @@ def print_summary(summary: Any) -> None:
     run = summary.run
     console.print(f"MLflow run      {run.run_id} (experiment {run.experiment_id})")
     console.print(f"Model version   {run.model_version}  ({run.model_uri})")
+    print_settlement(summary.settlement, summary.mode)
+    console.print("Open the UI     pdflow ui  (or make ui)")
+
+
+def print_settlement(settlement: Any, mode: str) -> None:
+    """The promotion gate's decision, its numbers and what the aliases are now."""
+    from models.registry import decision_line
+
+    if settlement is None:
+        return
+    gate = settlement.gate
+    if gate is not None and gate.comparable:
+        table = Table("", "challenger", "champion", title="Promotion gate (out-of-time loans)")
+        table.add_row("AUC", f"{gate.challenger_auc:.4f}", f"{gate.champion_auc:.4f}")
+        table.add_row("Brier score", f"{gate.challenger_brier:.5f}", f"{gate.champion_brier:.5f}")
+        table.add_row(
+            "expected calibration error", f"{gate.challenger_ece:.4f}", f"{gate.champion_ece:.4f}"
+        )
+        console.print(table)
+        console.print(
+            f"AUC difference {gate.auc_difference:+.4f} "
+            f"[{gate.auc_difference_low:+.4f}, {gate.auc_difference_high:+.4f}], one-sided "
+            f"DeLong p = {gate.p_value:.4g}; PSI against the champion {gate.psi:.4f}"
+        )
+    for check in gate.checks if gate is not None else []:
+        console.print(f"  {check}", highlight=False)
+    event = settlement.event
+    console.print(f"Gate ({mode})     {decision_line(settlement)}", highlight=False)
     console.print(
-        "Open the UI     "
-        f"{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri {run.tracking_uri}"
+        f"Aliases         champion -> version {event.champion_after}, "
+        f"challenger -> version {event.version}"
     )
+    if mode == "manual" and gate is not None and gate.passed:
+        console.print(f"Promote with    pdflow promote --version {event.version} --reason TEXT")
+
+
+def registry(settings: Settings) -> Any:
+    from models.registry import Registry, lock_path
+
+    return Registry(
+        settings.mlflow.tracking_uri,
+        settings.mlflow.registered_model_name,
+        lock_path(settings.mlflow.tracking_uri, settings.workspace),
+    )
+
+
+ReasonOption = Annotated[
+    str, typer.Option(help="Why, in words: recorded on the version and in the history")
+]
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    version: Annotated[int, typer.Option(min=1, help="The registered version to make champion")],
+    reason: ReasonOption,
+) -> None:
+    """Make a registered version the champion (who, when and why are recorded)."""
+    with user_errors():
+        event = registry(_settings(ctx)).promote(str(version), reason)
+    console.print(
+        f"Version {event.version} is the champion (was {event.champion_before}); recorded as "
+        f"event {event.number} by {event.by} at {event.at}."
+    )
+
+
+@app.command()
+def rollback(ctx: typer.Context, reason: ReasonOption) -> None:
+    """Make the previous champion the champion again (who, when and why are recorded)."""
+    with user_errors():
+        event = registry(_settings(ctx)).rollback(reason)
+    console.print(
+        f"Rolled back: version {event.version} is the champion again (was "
+        f"{event.champion_before}); recorded as event {event.number} by {event.by} at {event.at}."
+    )
+
+
+@app.command()
+def models(
+    ctx: typer.Context,
+    history: Annotated[
+        bool, typer.Option("--history", help="Also list every change of alias")
+    ] = False,
+) -> None:
+    """List the registered versions: aliases, as-of day, out-of-time AUC, gate decision."""
+    with user_errors():
+        found = registry(_settings(ctx))
+        versions = found.versions()
+        events = found.history()
+    table = Table(
+        "version",
+        "aliases",
+        "as of",
+        "candidate",
+        "out-of-time AUC",
+        "gate decision",
+        title=f"Registered versions of {found.name}",
+    )
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            ", ".join(sorted(v.aliases)),
+            v.tags.get("pdflow.as_of", ""),
+            v.tags.get("pdflow.chosen_candidate", ""),
+            v.tags.get("pdflow.oot_auc", ""),
+            v.tags.get("pdflow.gate.decision", ""),
+        )
+    console.print(table)
+    if not versions:
+        console.print("No versions yet: `make run` (or `pdflow train`) registers one.")
+    if history:
+        log = Table("#", "action", "version", "champion", "by", "at", "reason", title="History")
+        for e in events:
+            champion = f"{e.champion_before or '-'} -> {e.champion_after or '-'}"
+            log.add_row(str(e.number), e.action, e.version, champion, e.by, e.at, e.reason)
+        console.print(log)
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 5000,
+) -> None:
+    """Serve the MLflow UI for the configured store (runs, compare view, registered model)
+    until Ctrl-C."""
+    from flows.ui import UiDidNotStart, serving_ui
+
+    with user_errors():
+        settings = _settings(ctx)
+        store = settings.mlflow
+        artifact_root = store.artifact_location
+        if "://" not in artifact_root:
+            artifact_root = Path(artifact_root).as_uri()
+        console.print(f"Starting the MLflow UI for {store.tracking_uri} ...", highlight=False)
+        try:
+            with serving_ui(store.tracking_uri, host, port, artifact_root=artifact_root) as server:
+                console.print(f"MLflow UI at {server.url}  (Ctrl-C to stop)", highlight=False)
+                code = server.wait()
+        except KeyboardInterrupt:
+            console.print("MLflow UI stopped.")
+            return
+        except UiDidNotStart as err:
+            errors.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(1) from None
+    if code != 0:
+        errors.print(f"[bold red]error:[/] mlflow server exited with code {code}", highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from features.build import feature_table
 from flows.settings import Settings
 from models.errors import ModelNotFound
 from models.pd_model import PDModel
+from models.registry import load_pd_model
 
 SCORE_KEYS = ("application_id", "user_id", "applied_at")
 
@@ -50,21 +51,15 @@ def registry_version(uri: str) -> str:
 def load_model(uri: str, tracking_uri: str) -> LoadedModel:
     """Load a registered PD model; :class:`ModelNotFound` with the reason if there is none."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        loaded = mlflow.pyfunc.load_model(uri)
+        model = load_pd_model(uri)
         version = registry_version(uri)
-    except (MlflowException, OSError) as err:
-        reason = str(err).splitlines()[0].rstrip(".")
+    except ModelNotFound as err:
         raise ModelNotFound(
-            f"cannot load model {uri} from {tracking_uri}: {reason}. "
-            "Name one with --model (e.g. models:/<name>/<version>)"
+            f"{err} (store {tracking_uri}). Name one with --model (e.g. models:/<name>/<version>)"
         ) from None
-    model = loaded.unwrap_python_model()
-    if not isinstance(model, PDModel):
-        raise ModelNotFound(f"{uri} is not a pdflow PD model ({type(model).__name__})")
     return LoadedModel(model=model, uri=uri, version=version)
 
 

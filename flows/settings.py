@@ -34,6 +34,7 @@ from features.base import FeatureSettings
 from models.config import (
     DecisionSettings,
     EvaluationSettings,
+    PromotionSettings,
     SplitSettings,
     TrainSettings,
 )
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     training: TrainSettings = Field(default_factory=TrainSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
 
     @field_validator("generator", mode="before")

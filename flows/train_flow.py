@@ -7,14 +7,17 @@ The gate runs first; when it stops, nothing is trained and nothing is registered
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+from mlflow.entities.model_registry import ModelVersion
 from prefect import flow, get_run_logger, task
 
 from data.asof import day_start_utc, default_as_of
+from data.fingerprint import raw_fingerprint
 from data.labels import label_loans
 from data.readers import scan_raw
 from data.storage import write_parquet_atomic
@@ -25,8 +28,21 @@ from expectations.suites import features_suite, training_suite
 from features.build import catalogue_markdown, update_feature_store
 from features.store import MONTH, scan_feature_store
 from flows.settings import Settings
-from flows.tracking import RegisteredRun, as_json, find_champion, log_training
+from flows.tracking import (
+    RegisteredRun,
+    as_json,
+    end_parent_run,
+    find_champion,
+    log_training,
+    parent_run_tags,
+    record_decision,
+    registration_tags,
+    start_parent_run,
+)
+from models.card import CardInputs, card_html, model_card, segment_metrics
 from models.pipeline import TrainingOutcome, train_pd_model, training_set
+from models.registry import Registry, Settlement, decision_line, gate_against, lock_path
+from models.split import SPLITS
 
 
 @dataclass
@@ -51,6 +67,22 @@ class TrainSummary:
     choice: str = ""
     candidates: pl.DataFrame | None = None
     fitted_on: dict[str, str] | None = None
+    settlement: Settlement | None = None
+    mode: str = "auto"
+
+
+@dataclass
+class RunContext:
+    """When the flow started (the parent run's start) and what triggered it."""
+
+    started_ms: int
+    trigger: str
+
+
+@dataclass
+class Registered:
+    run: RegisteredRun
+    settlement: Settlement
 
 
 def resolve_as_of(raw: Path, as_of: date | None, settings: Settings) -> date:
@@ -176,32 +208,14 @@ def train_model(
     return outcome, check
 
 
-@task(name="log and register in MLflow")
-def register(
+def run_params(
     outcome: TrainingOutcome,
     raw: Path,
-    gate: DataGateOutcome,
     features: FeatureOutput,
-    checks: list[SuiteResult],
     settings: Settings,
-    out: Path,
-) -> RegisteredRun:
-    from expectations.docs import build_data_docs, results_json
-    from models.plots import evaluation_plots
-
-    gate_metrics: dict[str, float] = {}
-    for name, count in gate.report.tables.items():
-        gate_metrics[f"gate_{name}_rows_read"] = float(count.rows_read)
-        gate_metrics[f"gate_{name}_rows_kept"] = float(count.rows_kept)
-        gate_metrics[f"gate_{name}_rows_set_aside"] = float(count.rows_set_aside)
-    gate_metrics["gate_warnings"] = float(len(gate.warnings))
-    results = [*gate.results, *checks]
-    docs = build_data_docs(results, out / "gate" / "data_docs")
-    plots = out / "plots"
-    oot = outcome.training_set.filter(pl.col("split") == "oot")
-    tables, study = outcome.tables, outcome.tuning.study
-    evaluation_plots(outcome.model, oot, tables, study, settings.evaluation.bins, plots)
-    params = {
+    gate: DataGateOutcome,
+) -> dict[str, object]:
+    return {
         "as_of": gate.as_of.isoformat(),
         "raw": str(raw),
         "timezone": settings.contract.timezone,
@@ -212,40 +226,193 @@ def register(
         "trials": outcome.tuning.trials,
         "seed": settings.training.seed,
         "final_refit": settings.training.final_refit,
+        "promotion_mode": settings.promotion.mode,
+    }
+
+
+def gate_metrics(gate: DataGateOutcome) -> dict[str, float]:
+    """Rows read, kept and set aside per table, and the gate's warnings."""
+    metrics: dict[str, float] = {"gate_warnings": float(len(gate.warnings))}
+    for name, count in gate.report.tables.items():
+        metrics[f"gate_{name}_rows_read"] = float(count.rows_read)
+        metrics[f"gate_{name}_rows_kept"] = float(count.rows_kept)
+        metrics[f"gate_{name}_rows_set_aside"] = float(count.rows_set_aside)
+    return metrics
+
+
+def trained_line(outcome: TrainingOutcome, as_of: date) -> str:
+    """What was trained on what and how it scored, in a line."""
+    return (
+        f"{outcome.chosen.capitalize()} PD model as of {as_of}, fitted on "
+        f"{outcome.fitted_on['registered']}; out-of-time AUC {outcome.metrics['oot_auc']:.4f} "
+        f"on {outcome.split_rows['oot']:,} loans ({outcome.split_months['oot']})."
+    )
+
+
+def card_inputs(
+    outcome: TrainingOutcome,
+    features: FeatureOutput,
+    gate: DataGateOutcome,
+    settings: Settings,
+    settlement: Settlement,
+    version: ModelVersion,
+) -> CardInputs:
+    oot = outcome.training_set.filter(pl.col("split") == "oot")
+    model_features = outcome.registered.spec.names
+    return CardInputs(
+        model_name=settings.mlflow.registered_model_name,
+        version=str(version.version),
+        as_of=gate.as_of,
+        chosen=outcome.chosen,
+        choice=outcome.choice,
+        fitted_on=outcome.fitted_on,
+        split_months=outcome.split_months,
+        split_rows=outcome.split_rows,
+        label_window_months=settings.labels.window_months,
+        label_threshold_days=settings.labels.threshold_days,
+        families={name: features.families[name] for name in model_features},
+        catalogue_link="feature_catalogue.md",
+        metrics=outcome.metrics,
+        champion=champion_comparison(settlement),
+        ablation=outcome.tables.get("evaluation/ablation.csv"),
+        grades=outcome.tables.get("evaluation/oot_grades.csv"),
+        segments=segment_metrics(oot, outcome.oot_scores["model"], settings.decision),
+        protected=list(settings.features.protected),
+        drift_warnings=list(gate.warnings),
+        limitations=[],
+    )
+
+
+def champion_comparison(settlement: Settlement) -> dict[str, object] | None:
+    gate = settlement.gate
+    if gate is None:
+        return None
+    return {
+        "version": settlement.event.champion_before,
+        "champion_auc": gate.champion_auc,
+        "challenger_auc": gate.challenger_auc,
+        "difference": gate.auc_difference,
+        "p_value": gate.p_value,
+        "decision": settlement.event.action,
+        "reason": settlement.event.reason,
+    }
+
+
+@task(name="log to MLflow, register, apply the promotion gate")
+def register(
+    outcome: TrainingOutcome,
+    raw: Path,
+    gate: DataGateOutcome,
+    features: FeatureOutput,
+    checks: list[SuiteResult],
+    settings: Settings,
+    out: Path,
+    run: RunContext,
+) -> Registered:
+    """The parent run (started with the flow) with everything a reviewer compares, a new
+    version with the ``challenger`` alias, the gate against the champion, the model card."""
+    from expectations.docs import build_data_docs, results_json
+    from models.plots import evaluation_plots
+
+    results = [*gate.results, *checks]
+    docs = build_data_docs(results, out / "gate" / "data_docs")
+    plots = out / "plots"
+    oot = outcome.training_set.filter(pl.col("split") == "oot")
+    tables, study = outcome.tables, outcome.tuning.study
+    evaluation_plots(outcome.model, oot, tables, study, settings.evaluation.bins, plots)
+    splits = {
+        name: write_parquet_atomic(
+            outcome.training_set.filter(pl.col("split") == name), out / "splits" / f"{name}.parquet"
+        )
+        for name in SPLITS
     }
     artifacts = {
         "feature_catalogue.md": features.catalogue,
         "data_gate/report.json": as_json(gate.as_dict()),
         "data_gate/gx_results.json": results_json(results),
     }
-    tags = {
-        "pdflow.flow": "nightly-train",
-        "pdflow.as_of": gate.as_of.isoformat(),
-        "pdflow.chosen_candidate": outcome.chosen,
-    }
-    return log_training(
-        outcome,
-        settings.mlflow,
-        params,
-        gate_metrics,
-        artifacts,
-        tags,
-        folders={"data_gate/data_docs": docs.parent, "plots": plots},
+    fingerprint = raw_fingerprint(raw, gate.as_of, gate.report.tables)
+    tags = parent_run_tags(outcome, gate.as_of.isoformat(), fingerprint, run.trigger)
+    name = f"{outcome.chosen} as of {gate.as_of}"
+    parent = start_parent_run(settings.mlflow, run.started_ms, tags, name)
+    try:
+        logged = log_training(
+            outcome,
+            settings.mlflow,
+            parent,
+            run_params(outcome, raw, features, settings, gate),
+            gate_metrics(gate),
+            artifacts,
+            folders={"data_gate/data_docs": docs.parent, "plots": plots},
+            splits=splits,
+        )
+        registry = Registry(
+            settings.mlflow.tracking_uri,
+            settings.mlflow.registered_model_name,
+            lock_path(settings.mlflow.tracking_uri, settings.workspace),
+        )
+        with registry.locked():
+            version = registry.register(
+                logged.model_uri, logged.run_id, registration_tags(outcome, logged, tags)
+            )
+            settlement = registry.settle(
+                str(version.version),
+                lambda champion: gate_against(
+                    registry,
+                    champion,
+                    oot,
+                    outcome.oot_scores["model"],
+                    settings.promotion,
+                    settings.evaluation.bins,
+                ),
+                settings.promotion.mode,
+            )
+        card = model_card(card_inputs(outcome, features, gate, settings, settlement, version))
+        record_decision(
+            registry,
+            logged,
+            str(version.version),
+            settlement,
+            card,
+            card_html(card, f"Model card: {registry.name} version {version.version}"),
+            trained_line(outcome, gate.as_of),
+            settings.promotion.mode,
+        )
+    except BaseException:
+        end_parent_run(parent[0], "FAILED")
+        raise
+    end_parent_run(parent[0], "FINISHED")
+    get_run_logger().info("promotion gate: %s", decision_line(settlement))
+    return Registered(
+        RegisteredRun(
+            run_id=logged.run_id,
+            experiment_id=logged.experiment_id,
+            model_uri=f"models:/{registry.name}/{version.version}",
+            model_version=str(version.version),
+            tracking_uri=logged.tracking_uri,
+        ),
+        settlement,
     )
 
 
 @flow(name="nightly-train", log_prints=True, validate_parameters=False)
-def train_flow(settings: Settings, raw: Path, as_of: date | None = None) -> TrainSummary:
-    """Train and register one PD model on raw logs as they stood on the morning of `as_of`."""
+def train_flow(
+    settings: Settings, raw: Path, as_of: date | None = None, trigger: str = "manual"
+) -> TrainSummary:
+    """Train and register one PD model on raw logs as they stood on the morning of `as_of`;
+    `trigger` says what started it (manual, schedule, backfill)."""
+    run = RunContext(started_ms=time.time_ns() // 1_000_000, trigger=trigger)
     day = resolve_as_of(raw, as_of, settings)
     out = settings.run_dir(day.isoformat())
     gate = check_data(raw, day, settings, out)
     labels = make_labels(gate, settings, out)
     features = make_features(gate, raw, settings, out)
     outcome, training_check = train_model(features, labels, gate, settings)
-    run = register(outcome, raw, gate, features, [features.check, training_check], settings, out)
+    registered = register(
+        outcome, raw, gate, features, [features.check, training_check], settings, out, run
+    )
     return TrainSummary(
-        run=run,
+        run=registered.run,
         as_of=day,
         metrics=outcome.metrics,
         split_rows=outcome.split_rows,
@@ -256,4 +423,6 @@ def train_flow(settings: Settings, raw: Path, as_of: date | None = None) -> Trai
         choice=outcome.choice,
         candidates=outcome.tables["evaluation/candidates.csv"],
         fitted_on=outcome.fitted_on,
+        settlement=registered.settlement,
+        mode=settings.promotion.mode,
     )

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
+import optuna
 import polars as pl
 from scipy.special import expit
 from sklearn.model_selection import KFold
@@ -176,7 +177,7 @@ class Candidate:
 class CandidateSet:
     candidates: dict[str, Candidate]
     lightgbm_tuning: TuningResult
-    scorecard_trials: int
+    scorecard_study: optuna.Study | None  # the scorecard's tuning, None without a scorecard
 
 
 def fit_candidates(
@@ -206,13 +207,13 @@ def fit_candidates(
         lightgbm_odds,
         {**tuning.params, "rounds": booster.best_iteration},
     )
-    scorecard_trials = 0
+    scorecard_study = None
     if "scorecard" in settings.candidates:
         fitter = ScorecardFitter(train, spec.names, settings.seed)
         found = tune_scorecard(
             fitter, valid_matrix, valid_labels, settings.scorecard_trials, settings.seed
         )
-        scorecard_trials = found.trials
+        scorecard_study = found.study
         odds = found.scorecard.log_odds(valid_matrix)
         candidates["scorecard"] = Candidate(
             "scorecard",
@@ -227,7 +228,7 @@ def fit_candidates(
             candidates["lightgbm"], candidates["scorecard"], valid_labels, folds
         )
     ordered = {name: candidates[name] for name in settings.candidates}
-    return CandidateSet(ordered, tuning, scorecard_trials)
+    return CandidateSet(ordered, tuning, scorecard_study)
 
 
 def _best_weight(lightgbm: np.ndarray, scorecard: np.ndarray, labels: np.ndarray) -> float:

@@ -173,3 +173,29 @@ class DecisionSettings(BaseModel):
         if len({g.name for g in grades}) != len(grades):
             raise ValueError("grade names must be unique")
         return grades
+
+
+class PromotionSettings(BaseModel):
+    """When a newly trained model (the challenger) replaces the one in use (the champion).
+
+    The champion is re-scored on the challenger's out-of-time loans; the challenger is promoted
+    only if its AUC is higher and a paired one-sided DeLong test rejects "no better" at
+    `level`, its Brier score and expected calibration error are not worse than the champion's
+    beyond their tolerances, and the PSI of its PD against the champion's on the same loans is
+    below `max_psi`. In ``manual`` mode the gate only recommends; a reviewer promotes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "manual"] = Field(
+        "auto", description="auto: the gate moves the champion alias; manual: it recommends"
+    )
+    level: float = Field(0.05, gt=0, lt=0.5, description="One-sided level of the DeLong test")
+    brier_tolerance: float = Field(
+        0.002, ge=0, description="Largest rise in out-of-time Brier score accepted"
+    )
+    ece_tolerance: float = Field(
+        0.01, ge=0, description="Largest rise in expected calibration error accepted"
+    )
+    max_psi: float = Field(
+        0.25, gt=0, description="Largest PSI of the challenger's PD against the champion's"
+    )

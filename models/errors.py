@@ -13,3 +13,7 @@ class ModelNotFound(LookupError):
 
 class NoUsableModel(ValueError):
     """No candidate ranks loans better than chance out of fold: too few bads to learn from."""
+
+
+class RegistryError(LookupError):
+    """A registry action that cannot be done: no such version, nothing to roll back to."""

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import optuna
 import polars as pl
 from scipy.special import expit
 
 from models.baselines import ablation, baseline_scores
 from models.calibration import METHODS, Calibrator, choose_calibrator
-from models.candidates import Blend, Candidate, choose, fit_candidates, refit
+from models.candidates import Blend, Candidate, CandidateSet, choose, fit_candidates, refit
 from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
 from models.decision import grade_calibration
 from models.errors import NoUsableModel
@@ -43,7 +44,9 @@ class TrainingOutcome:
     split_rows: dict[str, int]
     split_months: dict[str, str]
     fitted_on: dict[str, str]
+    fitted_months: dict[str, str]  # "evaluated"/"registered" -> "YYYY-MM..YYYY-MM" learned from
     tuning: TuningResult
+    studies: dict[str, optuna.Study]  # each tuned candidate's Optuna study
     training_set: pl.DataFrame
     tables: dict[str, pl.DataFrame]  # evaluation tables, by artifact name
     # Out-of-time scores, in the out-of-time split's row order: "model" (the evaluated
@@ -164,7 +167,9 @@ def train_pd_model(
         split_rows={name: part.height for name, part in parts.items()},
         split_months={name: _months(part) for name, part in parts.items()},
         fitted_on=final.fitted_on,
+        fitted_months=final.fitted_months,
         tuning=found.lightgbm_tuning,
+        studies=_studies(found),
         training_set=data,
         oot_scores=oot_scores,
         tables={
@@ -176,6 +181,11 @@ def train_pd_model(
             ),
         },
     )
+
+
+def _studies(found: CandidateSet) -> dict[str, optuna.Study]:
+    studies = {"lightgbm": found.lightgbm_tuning.study, "scorecard": found.scorecard_study}
+    return {name: study for name, study in studies.items() if study is not None}
 
 
 def _points(scorer: Scorecard | Blend, decision: DecisionSettings) -> pl.DataFrame:
@@ -194,6 +204,8 @@ class FinalModels:
     registered: PDModel
     brier: dict[str, float]  # out-of-fold Brier score of each calibration method
     fitted_on: dict[str, str]  # "evaluated"/"registered" -> the splits and months
+    # "evaluated"/"registered" -> the months whose labels each learned from, calibration too
+    fitted_months: dict[str, str]
 
 
 def _final_models(
@@ -228,7 +240,8 @@ def _final_models(
         evaluated = model(chosen.scorer, calibration.calibrator)
         scope = described(("train",)) + ", calibrated on valid"
         fitted = {"evaluated": scope, "registered": scope}
-        return FinalModels(chosen, [], evaluated, evaluated, calibration.brier, fitted)
+        months = dict.fromkeys(fitted, _months(pl.concat([parts["train"], valid])))
+        return FinalModels(chosen, [], evaluated, evaluated, calibration.brier, fitted, months)
     seen = pl.concat([parts["train"], parts["valid"]])
     others = sorted(candidates.values(), key=lambda c: -c.valid_auc)
     ranked = [chosen, *(c for c in others if c is not chosen)]
@@ -251,7 +264,10 @@ def _final_models(
     scope = described(("train", "valid"))
     if settings.final_refit == "train_valid":
         fitted = {"evaluated": scope, "registered": scope}
-        return FinalModels(chosen, passed_over, evaluated, evaluated, refitted.brier, fitted)
+        months = dict.fromkeys(fitted, _months(seen))
+        return FinalModels(
+            chosen, passed_over, evaluated, evaluated, refitted.brier, fitted, months
+        )
     every = pl.concat([seen, parts["oot"]])
     serving = refit(chosen.recipe, spec, every, settings, folds, methods)
     return FinalModels(
@@ -261,6 +277,7 @@ def _final_models(
         model(serving.scorer, serving.calibrator),
         refitted.brier,
         {"evaluated": scope, "registered": described(("train", "valid", "oot"))},
+        {"evaluated": _months(seen), "registered": _months(every)},
     )
 
 

@@ -63,3 +63,12 @@ def fuzz_base(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("fuzz-base")
     generate(work / "generated", FUZZ_BASE, progress=False)
     return measure_base(load_root(work / "generated"), work)
+
+
+@pytest.fixture(scope="session")
+def two_trainings(small_raw: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One MLflow store after `pdflow train` ran twice on `small_raw` (as `make run` twice):
+    shared by the registry and UI tests (keep them in the xdist group "two_trainings")."""
+    from training_runs import train_twice
+
+    return train_twice(small_raw, tmp_path_factory.mktemp("two-trainings"))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,27 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 from mlflow.tracking import MlflowClient
+from training_runs import run_pdflow
 
 from flows.settings import MlflowSettings
 from flows.tracking import find_champion
 
 pytestmark = pytest.mark.slow
-PDFLOW = str(Path(sys.executable).parent / "pdflow")
-
-
-def run_pdflow(args: list[str], workspace: Path, tracking_uri: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PDFLOW_WORKSPACE": str(workspace),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PDFLOW_TRAINING__TRIALS": "2",
-        "PDFLOW_TRAINING__SCORECARD_TRIALS": "3",
-        "PDFLOW_TRAINING__MAX_ROUNDS": "300",
-        "PDFLOW_TRAINING__MIN_DATA_IN_LEAF": "20",
-    }
-    return subprocess.run(
-        [PDFLOW, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
 
 
 def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> None:

@@ -562,6 +562,7 @@ def models(
     with user_errors():
         found = registry(_settings(ctx))
         versions = found.versions()
+        aliases = found.aliases()
         events = found.history()
     table = Table(
         "version",
@@ -575,7 +576,7 @@ def models(
     for v in versions:
         table.add_row(
             str(v.version),
-            ", ".join(sorted(v.aliases)),
+            ", ".join(aliases.get(str(v.version), [])),
             v.tags.get("pdflow.as_of", ""),
             v.tags.get("pdflow.chosen_candidate", ""),
             v.tags.get("pdflow.oot_auc", ""),
@@ -585,11 +586,14 @@ def models(
     if not versions:
         console.print("No versions yet: `make run` (or `pdflow train`) registers one.")
     if history:
-        log = Table("#", "action", "version", "champion", "by", "at", "reason", title="History")
+        console.print(f"History of {found.name}'s aliases ({len(events)} events):")
         for e in events:
-            champion = f"{e.champion_before or '-'} -> {e.champion_after or '-'}"
-            log.add_row(str(e.number), e.action, e.version, champion, e.by, e.at, e.reason)
-        console.print(log)
+            reason = e.reason if len(e.reason) <= 160 else e.reason[:157] + "..."
+            console.print(
+                f"  {e.number:>3}  {e.at}  {e.by}: {e.action}, version {e.version} "
+                f"(champion {e.champion_before or '-'} -> {e.champion_after or '-'}): {reason}",
+                highlight=False,
+            )
 
 
 @app.command()
@@ -600,8 +604,9 @@ def ui(
 ) -> None:
     """Serve the MLflow UI for the configured store (runs, compare view, registered model)
     until Ctrl-C."""
-    from flows.ui import UiDidNotStart, serving_ui
+    from flows.ui import UiDidNotStart, interrupt_on_termination, serving_ui
 
+    interrupt_on_termination()
     with user_errors():
         settings = _settings(ctx)
         store = settings.mlflow

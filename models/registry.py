@@ -126,6 +126,17 @@ class Registry:
         found = self.client.search_model_versions(f"name='{self.name}'")
         return sorted(found, key=lambda v: int(v.version))
 
+    def aliases(self) -> dict[str, list[str]]:
+        """Version -> its aliases (a search of versions leaves them out)."""
+        try:
+            held = self.client.get_registered_model(self.name).aliases
+        except MlflowException:
+            return {}
+        by_version: dict[str, list[str]] = {}
+        for alias, version in sorted(held.items()):
+            by_version.setdefault(str(version), []).append(alias)
+        return by_version
+
     def history(self) -> list[Event]:
         try:
             tags = self.client.get_registered_model(self.name).tags

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 from mlflow.tracking import MlflowClient
-from training_runs import run_pdflow
+from training_runs import Store, run_pdflow
 
 from flows.settings import MlflowSettings
 from flows.tracking import find_champion
@@ -20,18 +20,22 @@ from flows.tracking import find_champion
 pytestmark = pytest.mark.slow
 
 
-def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> None:
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_pdflow(["train", "--raw", str(small_raw)], tmp_path / "ws", tracking)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Model version" in result.stdout and "out-of-time AUC" in result.stdout
-    assert "Candidates" in result.stdout and "Chosen: " in result.stdout
+@pytest.mark.xdist_group("two_trainings")
+def test_train_registers_a_model_version(
+    small_raw: Path, two_trainings: Store, tmp_path: Path
+) -> None:
+    """The first of two trainings on one store (the second is the registry tests')."""
+    stdout = two_trainings.outputs[0]
+    assert "Model version" in stdout and "out-of-time AUC" in stdout
+    assert "Candidates" in stdout and "Chosen: " in stdout
+    tracking, workspace = two_trainings.tracking_uri, two_trainings.workspace
 
     mlflow.set_tracking_uri(tracking)
     client = MlflowClient()
     experiment = client.get_experiment_by_name("pdflow-pd")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
+    parents = "tags.pdflow.flow = 'nightly-train'"
+    runs = client.search_runs([experiment.experiment_id], parents, order_by=["start_time ASC"])
+    assert len(runs) == 2
     metrics = runs[0].data.metrics
     assert 0.5 < metrics["oot_auc"] <= 1.0 and 0.0 < metrics["oot_ks"] <= 1.0
     assert metrics["rows_oot"] > 0 and metrics["rows_train"] > metrics["rows_oot"]
@@ -64,10 +68,10 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
     assert runs[0].data.tags["pdflow.chosen_candidate"] == candidate
     assert runs[0].data.params["as_of"] == "2025-09-01"
     versions = client.search_model_versions("name='pdflow-pd'")
-    assert [str(v.version) for v in versions] == ["1"]
-    assert versions[0].run_id == runs[0].info.run_id
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+    assert client.get_model_version("pdflow-pd", "1").run_id == runs[0].info.run_id
 
-    run_dir = tmp_path / "ws" / "runs" / "2025-09-01"
+    run_dir = workspace / "runs" / "2025-09-01"
     features = pl.read_parquet(run_dir / "features.parquet")
     model = mlflow.pyfunc.load_model("models:/pdflow-pd/1")
     spec = model.unwrap_python_model().spec
@@ -89,7 +93,7 @@ def test_train_registers_a_model_version(small_raw: Path, tmp_path: Path) -> Non
             run_id=runs[0].info.run_id, artifact_path="evaluation/oot_deciles.csv"
         )
     )
-    check_backtest_scoring(small_raw, features, model, tmp_path, tracking)
+    check_backtest_scoring(small_raw, features, model, tmp_path, workspace, tracking)
     evaluation = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
     assert {"evaluation/oot_grades.csv", "evaluation/ablation.csv"} <= evaluation
     assert {"evaluation/candidates.csv", "evaluation/preselection.csv"} <= evaluation
@@ -135,18 +139,14 @@ def test_gate_stop_registers_nothing(small_raw: Path, tmp_path: Path) -> None:
 
 
 def check_backtest_scoring(
-    raw: Path, features: pl.DataFrame, model: Any, tmp_path: Path, tracking: str
+    raw: Path, features: pl.DataFrame, model: Any, tmp_path: Path, workspace: Path, tracking: str
 ) -> None:
     """`pdflow score` gives each application in the range the decision the registered model
     makes on the training run's features: the same point-in-time features, built later."""
     out = tmp_path / "scored.parquet"
     args = ["score", "--raw", str(raw), "--from", "2025-06-01", "--to", "2025-06-30"]
-    result = run_pdflow([*args, "--out", str(out)], tmp_path / "ws", tracking)
-    assert result.returncode == 2 and "alias champion not found" in result.stderr
-    assert "Traceback" not in result.stderr and not out.exists()
-
     result = run_pdflow(
-        [*args, "--out", str(out), "--model", "models:/pdflow-pd/1"], tmp_path / "ws", tracking
+        [*args, "--out", str(out), "--model", "models:/pdflow-pd/1"], workspace, tracking
     )
     assert result.returncode == 0, result.stdout + result.stderr
     scored = pl.read_parquet(out)
@@ -174,7 +174,7 @@ def check_backtest_scoring(
     result = run_pdflow(
         ["score", "--raw", str(broken), "--from", "2025-06-01", "--to", "2025-06-30"]
         + ["--out", str(out), "--model", "models:/pdflow-pd/1"],
-        tmp_path / "ws",
+        workspace,
         tracking,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -182,10 +182,10 @@ def check_backtest_scoring(
     assert "(channel_in_set 1)" in result.stdout
     assert pl.read_parquet(out).height == expected_ids.height - 1
 
-    # With a champion, scoring needs no --model, and the next tuning starts from its parameters.
+    # Training set the champion: scoring needs no --model, and the next tuning starts from
+    # the champion's parameters.
     client = MlflowClient(tracking_uri=tracking)
-    client.set_registered_model_alias("pdflow-pd", "champion", "1")
-    result = run_pdflow([*args, "--out", str(out)], tmp_path / "ws", tracking)
+    result = run_pdflow([*args, "--out", str(out)], workspace, tracking)
     assert result.returncode == 0 and "pdflow-pd/1" in result.stdout, result.stderr
     champion = find_champion(MlflowSettings(tracking_uri=tracking))
     assert champion is not None and champion.version == "1"
@@ -195,5 +195,5 @@ def check_backtest_scoring(
     assert champion.params["learning_rate"] == float(params["lgbm_learning_rate"])
 
     backwards = ["score", "--raw", str(raw), "--from", "2025-06-30", "--to", "2025-06-01"]
-    result = run_pdflow([*backwards, "--out", str(out)], tmp_path / "ws", tracking)
+    result = run_pdflow([*backwards, "--out", str(out)], workspace, tracking)
     assert result.returncode == 2 and "before --from" in result.stderr

@@ -506,7 +506,12 @@ def print_settlement(settlement: Any, mode: str) -> None:
         f"Aliases         champion -> version {event.champion_after}, "
         f"challenger -> version {event.version}"
     )
-    if mode == "manual" and gate is not None and gate.passed:
+    if gate is not None and gate.psi_only_failure:
+        console.print(
+            "Only the score shift fails the gate: a reviewer who accepts it promotes with "
+            f"`pdflow promote --version {event.version} --reason TEXT`"
+        )
+    elif mode == "manual" and gate is not None and gate.passed:
         console.print(f"Promote with    pdflow promote --version {event.version} --reason TEXT")
 
 
@@ -523,6 +528,10 @@ def registry(settings: Settings) -> Any:
 ReasonOption = Annotated[
     str, typer.Option(help="Why, in words: recorded on the version and in the history")
 ]
+
+
+def _auc_text(value: str | None) -> str:
+    return f"{float(value):.4f}" if value else ""
 
 
 @app.command()
@@ -579,7 +588,7 @@ def models(
             ", ".join(aliases.get(str(v.version), [])),
             v.tags.get("pdflow.as_of", ""),
             v.tags.get("pdflow.chosen_candidate", ""),
-            v.tags.get("pdflow.oot_auc", ""),
+            _auc_text(v.tags.get("pdflow.oot_auc")),
             v.tags.get("pdflow.gate.decision", ""),
         )
     console.print(table)

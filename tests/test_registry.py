@@ -234,16 +234,24 @@ def _train_and_settle(folder: str, seed: int, barrier: multiprocessing.synchroni
         time.sleep(0.5)  # re-scoring the champion: a wide window for a race
         return passing_gate(champion)
 
+    read_alias = registry.alias
+
+    def slow_alias(alias: str) -> ModelVersion | None:
+        found = read_alias(alias)
+        time.sleep(0.5)  # a slow store: a wide window between reading an alias and moving it
+        return found
+
+    registry.alias = slow_alias  # type: ignore[method-assign]
     barrier.wait()
     with registry.locked():
         version = registry.register(uri, run_id, {})
-        time.sleep(0.3)
         registry.settle(str(version.version), slow_gate, "auto")
 
 
 def test_two_trainings_finishing_together_leave_consistent_aliases(tmp_path: Path) -> None:
     registry = registry_at(tmp_path)
     log_tiny(registry.tracking_uri, 99)  # create the store before the race
+    registry.client.create_registered_model(NAME)  # no version yet: both may think they are first
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     workers = [
@@ -262,3 +270,34 @@ def test_two_trainings_finishing_together_leave_consistent_aliases(tmp_path: Pat
     assert str(registry.alias(CHAMPION).version) == second.version
     assert str(registry.alias(CHALLENGER).version) == second.version
     assert sorted(str(v.version) for v in registry.versions()) == ["1", "2"]
+
+
+def test_gate_uses_the_champions_evaluated_model_when_its_refit_saw_the_loans(
+    tmp_path: Path,
+) -> None:
+    """final_refit: all registers a model refitted on the out-of-time loans too: the gate
+    re-scores the champion's evaluated twin instead, never a model on loans it learned from."""
+    registry = registry_at(tmp_path)
+    evaluated_uri, _ = log_tiny(registry.tracking_uri, 0)
+    refit_uri, run_id = log_tiny(registry.tracking_uri, 1)
+    tags = {
+        FITTED_MONTHS: "2024-01..2025-03",
+        EVALUATED_MONTHS: "2024-01..2024-12",
+        EVALUATED_MODEL: evaluated_uri,
+    }
+    with registry.locked():
+        champion = registry.register(refit_uri, run_id, tags)
+    evaluated, frame = tiny_model(0)
+    oot = frame.with_columns(month=pl.lit("2025-02"))
+    result = gate_against(
+        registry, champion, oot, evaluated.predict_pd(oot), PromotionSettings(), 10
+    )
+    assert result.comparable and result.auc_difference == 0 and result.psi == 0
+    refit, _ = tiny_model(1)
+    against_refit = compare(
+        oot["label"].to_numpy(),
+        evaluated.predict_pd(oot),
+        refit.predict_pd(oot),
+        PromotionSettings(),
+    )
+    assert against_refit.auc_difference != 0  # the two champions' models do differ

@@ -86,7 +86,8 @@ def test_model_is_logged_with_a_signature_and_an_example_without_ids(
 def test_make_run_twice_leaves_a_champion_a_challenger_and_a_decision(
     two_trainings: Store,
 ) -> None:
-    client = MlflowClient(tracking_uri=two_trainings.tracking_uri)
+    mlflow.set_tracking_uri(two_trainings.tracking_uri)
+    client = MlflowClient()
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "2"
     second_stdout = two_trainings.outputs[1]

@@ -1,5 +1,7 @@
-"""MLflow: one run per training, its parameters, metrics, artifacts and a registered version
-(the chosen candidate, as refitted for serving)."""
+"""MLflow logging of a training: the parent run (started with the flow), its parameters,
+metrics, artifacts and split datasets, a child run per Optuna trial, candidate and baseline,
+the models, provenance tags, and the promotion gate's decision written on the run and the
+version. What the registry does with aliases is ``models.registry``."""
 
 from __future__ import annotations
 

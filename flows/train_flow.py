@@ -1,4 +1,5 @@
-"""The nightly training flow: data gate -> labels -> features -> model -> registry.
+"""The nightly training flow: data gate -> labels -> features -> model -> registry (a new
+version as ``challenger``, the promotion gate against the ``champion``, the model card).
 
 Tasks exchange file paths and small summaries, never big frames (Prefect would pickle them).
 Everything a run writes goes under ``<workspace>/runs/<as-of>/``, each file written atomically.

@@ -605,6 +605,22 @@ def models(
             )
 
 
+def ui_links(settings: Settings, url: str) -> dict[str, str]:
+    """Where a reviewer starts: the experiment's training runs (the workflow parameter opens
+    them even where the UI's GenAI/training switch is left on GenAI) and the registered
+    model."""
+    from mlflow.tracking import MlflowClient
+
+    store = settings.mlflow
+    experiment = MlflowClient(store.tracking_uri).get_experiment_by_name(store.experiment_name)
+    links = {}
+    if experiment is not None:
+        runs = f"{url}/#/experiments/{experiment.experiment_id}/runs"
+        links["training runs"] = f"{runs}?workflowType=machine_learning"
+    links["registered model"] = f"{url}/#/models/{store.registered_model_name}"
+    return links
+
+
 @app.command()
 def ui(
     ctx: typer.Context,
@@ -626,6 +642,8 @@ def ui(
         try:
             with serving_ui(store.tracking_uri, host, port, artifact_root=artifact_root) as server:
                 console.print(f"MLflow UI at {server.url}  (Ctrl-C to stop)", highlight=False)
+                for label, link in ui_links(settings, server.url).items():
+                    console.print(f"  {label:<16}{link}", highlight=False)
                 code = server.wait()
         except KeyboardInterrupt:
             console.print("MLflow UI stopped.")

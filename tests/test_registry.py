@@ -121,9 +121,18 @@ def tiny_model(seed: int) -> tuple[PDModel, pl.DataFrame]:
 
 
 def log_tiny(tracking_uri: str, seed: int) -> tuple[str, str]:
+    """A tiny PD model logged in a run of the store's experiment "tiny", whose artifacts lie
+    beside the store's file."""
     mlflow.set_tracking_uri(tracking_uri)
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    experiment = mlflow.get_experiment_by_name("tiny")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else mlflow.create_experiment("tiny", (folder / "artifacts").as_uri())
+    )
     model, _ = tiny_model(seed)
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment_id) as run:
         info = mlflow.pyfunc.log_model(name="model", python_model=model, pip_requirements=[])
     return info.model_uri, run.info.run_id
 

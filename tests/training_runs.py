@@ -25,6 +25,8 @@ def run_pdflow(
         **os.environ,
         "PDFLOW_WORKSPACE": str(workspace),
         "MLFLOW_TRACKING_URI": tracking_uri,
+        # Artifacts beside the store, not in the repository's default .pdflow/mlartifacts.
+        "PDFLOW_MLFLOW__ARTIFACT_LOCATION": str(workspace.parent / "mlartifacts"),
         **SMALL_TRAINING,
         **(env or {}),
     }

@@ -333,25 +333,44 @@ def decision_line(settlement: Settlement) -> str:
     )
 
 
+# The gate's numbers a reviewer scans in the registry's version list; all of them are in
+# the version's description and the run's promotion/decision.json.
+GATE_TAGS = ("challenger_auc", "champion_auc", "auc_difference", "p_value", "psi")
+
+
 def version_tags(settlement: Settlement) -> dict[str, str]:
-    """The gate's decision as tags of the challenger version."""
+    """The gate's decision and headline numbers as tags of the challenger version."""
     tags = {
         "pdflow.gate.decision": settlement.event.action,
-        "pdflow.gate.promoted": str(settlement.promoted).lower(),
         "pdflow.gate.champion_before": settlement.event.champion_before or "",
-        "pdflow.gate.reason": settlement.event.reason,
     }
     if settlement.gate is not None:
-        for key, value in settlement.gate.metrics().items():
-            if math.isfinite(value):
-                tags[f"pdflow.gate.{key.removeprefix('promotion_')}"] = f"{value:.6g}"
+        numbers = settlement.gate.as_dict()
+        for key in GATE_TAGS:
+            if math.isfinite(numbers[key]):  # type: ignore[arg-type]
+                tags[f"pdflow.gate.{key}"] = f"{numbers[key]:.4g}"
     return tags
 
 
 def version_description(settlement: Settlement, trained: str, card_link: str) -> str:
-    """The challenger version's Markdown description: what was trained, the decision with its
-    numbers and reasons, and the model card."""
+    """The challenger version's Markdown description: what was trained, the decision with
+    every number behind it and the reasons, and the model card."""
     lines = [f"**{trained}**", "", f"**Gate:** {decision_line(settlement)}", ""]
-    lines += [f"- {check}" for check in (settlement.gate.checks if settlement.gate else [])]
+    gate = settlement.gate
+    if gate is not None and gate.comparable:
+        lines += [
+            "| | challenger | champion |",
+            "|---|---|---|",
+            f"| AUC (out of time) | {gate.challenger_auc:.4f} | {gate.champion_auc:.4f} |",
+            f"| Brier score | {gate.challenger_brier:.5f} | {gate.champion_brier:.5f} |",
+            f"| expected calibration error | {gate.challenger_ece:.4f} | {gate.champion_ece:.4f} |",
+            "",
+            f"AUC difference {gate.auc_difference:+.4f} [{gate.auc_difference_low:+.4f}, "
+            f"{gate.auc_difference_high:+.4f}], one-sided DeLong p = {gate.p_value:.4g}, on "
+            f"{gate.loans:,} loans ({gate.bads:,} bads); PSI of the PD against the champion's "
+            f"{gate.psi:.4f}.",
+            "",
+        ]
+    lines += [f"- {check}" for check in (gate.checks if gate else [])]
     lines += ["", f"Model card: [{card_link}]({card_link})"]
     return "\n".join(lines)

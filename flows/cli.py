@@ -462,9 +462,11 @@ def print_summary(summary: Any) -> None:
         ("oracle AUC (true PD, synthetic only)", "oot_oracle_auc"),
         ("validation AUC (the choice's measure)", "valid_auc"),
     ]
-    margins = [v for k, v in metrics.items() if k.startswith("oot_auc_margin_over_")]
+    from models.pipeline import baseline_margins
+
+    margins = baseline_margins(metrics)
     if margins:
-        metrics = {**metrics, "smallest_margin": min(margins)}
+        metrics = {**metrics, "smallest_margin": min(margins.values())}
     for label, key in shown:
         if key in metrics:
             table.add_row(label, f"{metrics[key]:.4f}")

@@ -41,7 +41,7 @@ from flows.tracking import (
     start_parent_run,
 )
 from models.card import CardInputs, card_html, model_card, segment_metrics
-from models.pipeline import TrainingOutcome, train_pd_model, training_set
+from models.pipeline import TrainingOutcome, baseline_margins, train_pd_model, training_set
 from models.registry import Registry, Settlement, decision_line, gate_against, lock_path
 from models.split import SPLITS
 
@@ -196,11 +196,7 @@ def train_model(
     )
     logger = get_run_logger()
     logger.info("chosen candidate: %s (%s)", outcome.chosen, outcome.choice)
-    behind = {
-        name.removeprefix("oot_auc_margin_over_"): margin
-        for name, margin in outcome.metrics.items()
-        if name.startswith("oot_auc_margin_over_") and margin <= 0
-    }
+    behind = {n: m for n, m in baseline_margins(outcome.metrics).items() if m <= 0}
     if behind:
         logger.warning(
             "the chosen model does not beat every baseline on out-of-time AUC: %s",

@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.config import DecisionSettings
 from models.decision import decide
+from models.pipeline import baseline_margins
 
 UNKNOWN = "unknown"
 AGE_BREAKS = [18.0, 25.0, 35.0, 45.0, 55.0]
@@ -264,7 +265,6 @@ BASELINES = {
     "woe_scorecard": "WOE logistic scorecard, untuned",
     "bureau_only": "LightGBM on the bureau features only",
 }
-NOT_BASELINES = {"uncalibrated", "to_oracle"}
 FITTED_WORDS = {
     "evaluated": "The model evaluated out of time",
     "registered": "The registered version",
@@ -479,13 +479,7 @@ def _features(inputs: CardInputs) -> str:
 
 
 def _baselines(metrics: dict[str, float]) -> list[str]:
-    found = [
-        key.removeprefix("oot_auc_")
-        for key in metrics
-        if key.startswith("oot_auc_")
-        and not key.startswith("oot_auc_margin_over_")
-        and key.removeprefix("oot_auc_") not in NOT_BASELINES
-    ]
+    found = [name for name in baseline_margins(metrics) if f"oot_auc_{name}" in metrics]
     known = [name for name in BASELINES if name in found]
     return known + sorted(set(found) - set(known))
 

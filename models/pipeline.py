@@ -326,6 +326,15 @@ def _require_both_classes(parts: dict[str, pl.DataFrame]) -> None:
             )
 
 
+MARGIN = "oot_auc_margin_over_"
+
+
+def baseline_margins(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Baseline name -> the model's out-of-time AUC margin over it, from a run's metrics (the
+    one place that reads the ``oot_auc_margin_over_<baseline>`` keys)."""
+    return {k.removeprefix(MARGIN): v for k, v in metrics.items() if k.startswith(MARGIN)}
+
+
 def _margins(
     labels: np.ndarray, baselines: Mapping[str, np.ndarray], model_auc: float
 ) -> dict[str, float]:
@@ -334,9 +343,8 @@ def _margins(
     metrics = {}
     for name, scores in baselines.items():
         metrics[f"oot_auc_{name}"] = auc(labels, scores)
-        metrics[f"oot_auc_margin_over_{name}"] = model_auc - metrics[f"oot_auc_{name}"]
-    margins = [v for k, v in metrics.items() if k.startswith("oot_auc_margin_over_")]
-    metrics["beats_all_baselines"] = float(min(margins) > 0)
+        metrics[f"{MARGIN}{name}"] = model_auc - metrics[f"oot_auc_{name}"]
+    metrics["beats_all_baselines"] = float(min(baseline_margins(metrics).values()) > 0)
     return metrics
 
 

@@ -191,6 +191,7 @@ def card_inputs(**changes: object) -> CardInputs:
             "oot_auc_woe_scorecard": 0.72222,
             "oot_auc_uncalibrated": 0.71234,
             "oot_auc_margin_over_lightgbm_default": 0.01123,
+            "oot_auc_margin_over_woe_scorecard": -0.00988,
             "candidate_scorecard_oot_auc": 0.69876,
             "oot_oracle_auc": 0.80001,
         },

@@ -41,10 +41,17 @@ COMPARED_KINDS = (SAMPLE_KINDS - {Kind.UNIQUE}) | {
 
 
 class DataGateStop(Exception):
-    """The data gate found problems that must stop the run (each one named)."""
+    """The data gate found problems that must stop the run (each one named); `outcome` is the
+    gate's whole verdict when the stop came from :func:`gate_or_stop`."""
 
-    def __init__(self, problems: list[str], report: Path | None = None) -> None:
+    def __init__(
+        self,
+        problems: list[str],
+        report: Path | None = None,
+        outcome: DataGateOutcome | None = None,
+    ) -> None:
         self.problems = problems
+        self.outcome = outcome
         where = f" (report: {report})" if report else ""
         super().__init__("the data gate stopped the run" + where + ":\n  " + "\n  ".join(problems))
 
@@ -113,6 +120,21 @@ def latest_records(report: GateReport, timezone: str) -> str:
     latest = latest_record_dates(scan_validated(report, timezone), timezone)
     newest = sorted(latest.items(), key=lambda item: item[1], reverse=True)
     return "Latest record per table: " + ", ".join(f"{name} {day}" for name, day in newest)
+
+
+def gate_or_stop(
+    raw: Path,
+    out: Path,
+    settings: ValidationSettings,
+    timezone: str,
+    as_of: date | None = None,
+) -> DataGateOutcome:
+    """The gate as every command runs it: :func:`run_data_gate`, then :class:`DataGateStop`
+    (naming the report under `out`, carrying the outcome) when it says stop."""
+    outcome = run_data_gate(raw, out, settings, timezone, as_of)
+    if not outcome.ok:
+        raise DataGateStop(outcome.stops, out / "report.json", outcome)
+    return outcome
 
 
 def run_data_gate(

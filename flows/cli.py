@@ -175,17 +175,17 @@ def generate(
     )
 
 
-def run_gate(settings: Settings, raw: Path, as_of: datetime | None) -> tuple[date, Any, Path]:
-    """The data gate as of `as_of` (default: the day after the latest record): the day, the
-    outcome and the folder of its report."""
+def run_gate(settings: Settings, raw: Path, as_of: datetime | None) -> tuple[date, Any]:
+    """The data gate as of `as_of` (default: the day after the latest record): the day and
+    the outcome; :class:`DataGateStop`, carrying the outcome, when it says stop."""
     from data.asof import default_as_of
     from data.readers import scan_raw
-    from expectations.gate import run_data_gate
+    from expectations.gate import gate_or_stop
 
     tz = settings.contract.timezone
     day = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
     out = settings.run_dir(day.isoformat()) / "gate"
-    return day, run_data_gate(raw, out, settings.validation, tz, day), out
+    return day, gate_or_stop(raw, out, settings.validation, tz, day)
 
 
 @app.command()
@@ -210,13 +210,18 @@ def validate(
     """Run the data gate alone: exit 0 when the data can be used (rows may be set aside)."""
     from data.storage import write_text_atomic
 
-    with user_errors():
-        _, outcome, out = run_gate(_settings(ctx), raw, as_of)
+    def report(outcome: Any) -> None:
         if json_out:
             write_text_atomic(json.dumps(outcome.as_dict(), indent=2, sort_keys=True), json_out)
         print_gate(outcome)
-        if not outcome.ok:
-            raise DataGateStop(outcome.stops, out / "report.json")
+
+    with user_errors():
+        try:
+            _, outcome = run_gate(_settings(ctx), raw, as_of)
+        except DataGateStop as stop:
+            report(stop.outcome)
+            raise
+        report(outcome)
 
 
 @app.command()
@@ -256,10 +261,11 @@ def features(
         settings = _settings(ctx)
         tz = settings.contract.timezone
         check_replaceable(out)  # before the gate, not after minutes of work
-        day, outcome, gate_out = run_gate(settings, raw, as_of)
-        if not outcome.ok:
-            print_gate(outcome)
-            raise DataGateStop(outcome.stops, gate_out / "report.json")
+        try:
+            day, outcome = run_gate(settings, raw, as_of)
+        except DataGateStop as stop:
+            print_gate(stop.outcome)
+            raise
         print_set_aside(outcome)
         tables = scan_validated(outcome.report, tz)
         source = str(raw.resolve())
@@ -349,7 +355,7 @@ def score(
     reason_codes, reasons and model_version, one row per application.
     """
     from data.storage import write_parquet_atomic
-    from flows.score import default_model_uri, load_model, score_applications
+    from models.scoring import default_model_uri, load_model, score_applications
 
     if end < start:
         raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
@@ -357,8 +363,20 @@ def score(
         settings = _settings(ctx)
         if not raw.is_dir():
             raise FileNotFoundError(f"raw root {raw} does not exist")
-        loaded = load_model(model or default_model_uri(settings), settings.mlflow.tracking_uri)
-        result = score_applications(raw, start.date(), end.date(), loaded, settings)
+        uri = model or default_model_uri(settings.mlflow.registered_model_name)
+        loaded = load_model(uri, settings.mlflow.tracking_uri)
+        first, last = start.date(), end.date()
+        result = score_applications(
+            raw,
+            first,
+            last,
+            loaded,
+            timezone=settings.contract.timezone,
+            validation=settings.validation,
+            features=settings.features,
+            labels=settings.labels,
+            gate_dir=settings.run_dir(f"score-{first}-{last}") / "gate",
+        )
         scored = result.scores
         write_parquet_atomic(scored, out)
     console.print(

@@ -23,7 +23,7 @@ from data.labels import label_loans
 from data.readers import scan_raw
 from data.storage import write_parquet_atomic
 from data.validation import scan_validated
-from expectations.gate import DataGateOutcome, DataGateStop, run_data_gate
+from expectations.gate import DataGateOutcome, DataGateStop, gate_or_stop
 from expectations.runner import SuiteResult, validate
 from expectations.suites import features_suite, training_suite
 from features.build import catalogue_markdown, update_feature_store
@@ -90,18 +90,12 @@ def resolve_as_of(raw: Path, as_of: date | None, settings: Settings) -> date:
     return as_of or default_as_of(scan_raw(raw), settings.contract.timezone)
 
 
-def run_gate_or_stop(raw: Path, as_of: date, settings: Settings, out: Path) -> DataGateOutcome:
-    """The data gate, shared by the flow and `pdflow validate`: raises when it stops."""
-    outcome = run_data_gate(raw, out, settings.validation, settings.contract.timezone, as_of)
-    if not outcome.ok:
-        raise DataGateStop(outcome.stops, out / "report.json")
-    return outcome
-
-
 @task(name="data gate")
 def check_data(raw: Path, as_of: date, settings: Settings, out: Path) -> DataGateOutcome:
     """Validate every table; set bad rows aside; stop on unusable data."""
-    outcome = run_gate_or_stop(raw, as_of, settings, out / "gate")
+    outcome = gate_or_stop(
+        raw, out / "gate", settings.validation, settings.contract.timezone, as_of
+    )
     logger = get_run_logger()
     logger.info("data gate as of %s: %s", as_of, as_json(outcome.as_dict()["tables"]))
     for warning in outcome.warnings:

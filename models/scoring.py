@@ -1,5 +1,5 @@
 """Backtest scoring: every application applied in a date range, each on its own point-in-time
-features, with a registered model (``pdflow score``; the daily scoring flow reuses it).
+features, with a registered model (``pdflow score``; a scoring flow reuses it).
 
 The data gate and the feature build run as of the day after the range, so an application is
 scored on exactly what was recorded before its own local application day, as at training.
@@ -14,10 +14,11 @@ from pathlib import Path
 import polars as pl
 
 from data.asof import day_start_utc, local_date
+from data.config import LabelSettings, ValidationSettings
 from data.validation import scan_validated, set_aside_reasons
-from expectations.gate import DataGateStop, run_data_gate
+from expectations.gate import gate_or_stop
+from features.base import FeatureSettings
 from features.build import feature_table
-from flows.settings import Settings
 from models.errors import ModelNotFound
 from models.pd_model import PDModel
 from models.registry import load_pd_model
@@ -32,8 +33,8 @@ class LoadedModel:
     version: str  # "<name>/<version>" for registry URIs, else the URI itself
 
 
-def default_model_uri(settings: Settings) -> str:
-    return f"models:/{settings.mlflow.registered_model_name}@champion"
+def default_model_uri(registered_model_name: str) -> str:
+    return f"models:/{registered_model_name}@champion"
 
 
 def registry_version(uri: str) -> str:
@@ -73,27 +74,35 @@ class Scored:
 
 
 def score_applications(
-    raw: Path, start: date, end: date, loaded: LoadedModel, settings: Settings
+    raw: Path,
+    start: date,
+    end: date,
+    loaded: LoadedModel,
+    *,
+    timezone: str,
+    validation: ValidationSettings,
+    features: FeatureSettings,
+    labels: LabelSettings,
+    gate_dir: Path,
 ) -> Scored:
     """Every application applied from `start` to `end` (local days, inclusive), scored:
     ``application_id``, ``user_id``, ``applied_at``, ``pd``, ``score``, ``grade``,
     ``credit_limit``, ``price_tier``, ``reason_codes``, ``reasons``, ``model_version``; and
-    the range's applications that broke the contract, counted by reason."""
-    tz = settings.contract.timezone
-    as_of = end + timedelta(days=1)
-    gate_out = settings.run_dir(f"score-{start}-{end}") / "gate"
-    outcome = run_data_gate(raw, gate_out, settings.validation, tz, as_of)
-    if not outcome.ok:
-        raise DataGateStop(outcome.stops, gate_out / "report.json")
-    tables = scan_validated(outcome.report, tz)
-    since = day_start_utc(start, tz)
-    _, features = feature_table(tables, settings.features, tz, settings.labels, since=since)
-    loaded.model.check_inputs(features.columns)
-    decided = loaded.model.decide(features)
-    scores = pl.concat([features.select(SCORE_KEYS), decided], how="horizontal").with_columns(
+    the range's applications that broke the contract, counted by reason. The gate runs as of
+    the day after `end`, writing its report under `gate_dir`, and stops the scoring if it
+    says so."""
+    outcome = gate_or_stop(raw, gate_dir, validation, timezone, end + timedelta(days=1))
+    tables = scan_validated(outcome.report, timezone)
+    since = day_start_utc(start, timezone)
+    _, built = feature_table(tables, features, timezone, labels, since=since)
+    loaded.model.check_inputs(built.columns)
+    decided = loaded.model.decide(built)
+    scores = pl.concat([built.select(SCORE_KEYS), decided], how="horizontal").with_columns(
         model_version=pl.lit(loaded.version)
     )
     # An application with no usable time may belong to the range: it is counted too.
-    in_range = pl.col("applied_at").is_null() | local_date("applied_at", tz).is_between(start, end)
+    in_range = pl.col("applied_at").is_null() | local_date("applied_at", timezone).is_between(
+        start, end
+    )
     unscored = set_aside_reasons(outcome.report, "applications", in_range)
     return Scored(scores, unscored, outcome.report.quarantine)

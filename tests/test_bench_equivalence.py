@@ -42,12 +42,22 @@ def polars_features(small_raw: Path, as_of: date, spine: Path) -> pl.DataFrame:
     return features
 
 
+# The benchmark's other engines implement a fixed subset of the family (all 82 of its
+# features at the default windows when they were written): the features they compute are
+# compared, and a feature added to the Polars family needs no edit there.
+MIN_COMPARED = 82
+
+
 def assert_same_features(expected: pl.DataFrame, actual: pl.DataFrame) -> None:
-    """Same columns, same applications, nulls in the same places, values within tolerance."""
-    assert sorted(actual.columns) == sorted(expected.columns)
+    """Every feature `actual` computes is one of `expected`'s, for the same applications,
+    with nulls in the same places and values within tolerance; at least MIN_COMPARED of them."""
+    compared = [name for name in actual.columns if name != "application_id"]
+    unknown = sorted(set(compared) - set(expected.columns))
+    assert not unknown, f"not features of the Polars family: {unknown}"
+    assert len(compared) >= MIN_COMPARED, f"only {len(compared)} features compared"
     actual = actual.sort("application_id")
     assert actual["application_id"].to_list() == expected["application_id"].to_list()
-    for name in expected.columns[1:]:
+    for name in compared:
         want = expected[name].cast(pl.Float64)
         got = actual[name].cast(pl.Float64).fill_nan(None)
         assert want.null_count() < len(want), f"{name} is all null: nothing compared"

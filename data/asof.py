@@ -81,9 +81,8 @@ def local_clock(
 
     With a `span` (first and last instant, aware), the column's values must lie in it: the
     offset is then a step function of the instant (:func:`utc_offset_steps`; one step, or a
-    few for daylight-saving changes), plain arithmetic per row in place of a time-zone
-    lookup (21M joined purchases: 0.27 s in place of 1.55 s for their hour, weekday and day).
-    Without one, every row is looked up.
+    few for daylight-saving changes): plain arithmetic per row, several times cheaper than a
+    time-zone lookup per row. Without one, every row is looked up.
     """
     instants = pl.col(column)
     if span is None:

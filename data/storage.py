@@ -39,9 +39,9 @@ def compacted(frame: pl.LazyFrame) -> pl.LazyFrame:
     """`frame` with every batch copied into buffers of its own.
 
     A filter that keeps a few rows of each batch of a scan hands on slices of the scan's
-    decoded buffers, and a sink (or collect) holds its batches until a row group is full: the
-    staging of 1 purchase in 13,000 of 127M kept 6.8 GiB of decoded purchases alive, and
-    fetching the same rows by position 14.6 GiB. Put it between such a filter and its sink.
+    decoded buffers, and a sink (or collect) holds its batches until a row group is full, so
+    a few rows picked from a large table keep whole decoded batches alive until then. Put it
+    between such a filter and its sink.
     """
     return frame.map_batches(copied, schema=frame.collect_schema(), streamable=True)
 

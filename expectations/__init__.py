@@ -12,8 +12,8 @@ of record on a sample and on small aggregate frames:
 - ``expectations.stats``: ``statistical_checks(...)`` (volume, amount and enumeration drift).
 - ``expectations.docs``: ``build_data_docs(results, out_dir)`` and ``results_json(results)``.
 
-Importing this package is cheap; importing great_expectations costs about 10 s on a small
-machine, so the modules that need it import it themselves and the names below load lazily.
+Importing this package is cheap; importing great_expectations takes seconds, so the modules
+that need it import it themselves and the names below load lazily.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 GX 1.24 has no Polars engine, so the frame goes through pandas: keep it small (a sample of a
 table, or an aggregate). ``result_format`` is ``BASIC`` by default: unexpected counts and a few
-unexpected values, never the full unexpected row list (``SUMMARY`` adds value counts and costs
-about 1.5 s more on the 350-expectation feature suite).
+unexpected values, never the full unexpected row list (``SUMMARY`` adds value counts, which
+cost noticeably more time on a suite as large as the feature table's).
 """
 
 from __future__ import annotations

@@ -174,8 +174,7 @@ def login_trend(settings: FeatureSettings) -> tuple[FeatureDef, pl.Expr]:
 def earlier_first_use(spine: pl.LazyFrame, app_events: pl.LazyFrame, horizon: int) -> pl.LazyFrame:
     """Per (applicant, device): its first use among the events older than every application's
     longest window. Only whether a device was used before an application's window matters
-    here (the windows' own rows say the rest), so newer events and other users are skipped:
-    at 1M users this reads a fifth of the rows."""
+    here (the windows' own rows say the rest), so newer events and other users are skipped."""
     applicants = spine.select(pl.col("user_id").unique()).collect().to_series()
     before = spine.select(pl.col("cutoff").max() - pl.duration(days=horizon)).collect().item()
     older = pl.lit(False) if before is None else pl.col("ts") < before  # None: no applications

@@ -2,8 +2,8 @@
 categories, credit, spread over places and devices, large purchases and spending trends.
 
 The family is computed in two passes over the purchases joined to the applications, so that
-every aggregation over the ~80M joined rows of a 1M-user night is one the streaming group-by
-can reduce as it goes (a distinct count, a comparison with the group's own mean or a sort
+every aggregation over the joined rows, however many, is one the streaming group-by can
+reduce as it goes (a distinct count, a comparison with the group's own mean or a sort
 would make it hold every row):
 
 1. *partial states* per (application, window bucket) (:func:`features.base.by_bucket`):

@@ -2,7 +2,7 @@
 
     python tests/bench/bench_generate.py --users 1000000 --months 12 --out /tmp/bench_raw
 
-Prints a Markdown table row for ``tests/bench/RESULTS.md`` (## Generator). Peak RSS is the
+Prints a Markdown table row for ``tests/bench/RESULTS.md`` ("Generator"). Peak RSS is the
 maximum resident set of this process and of any worker process (``getrusage``), sampled
 as well from /proc so that concurrent workers are summed. ``--keep`` keeps the output;
 by default it is deleted afterwards (disk is limited).

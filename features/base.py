@@ -17,8 +17,8 @@ from typing import Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Joined rows carry an integer key for their application: grouping by it is about a quarter
-# cheaper than by the string application_id (app behaviour counts at 1M users: 25.4 -> 18.5 s).
+# Joined rows carry an integer key for their application: the streaming group-by hashes it
+# more cheaply than the string application_id (figures: tests/bench/RESULTS.md).
 APPLICATION = "_application"
 BUCKET = "_bucket"  # a joined row's window bucket (:func:`window_bucket`)
 SPINE_COLUMNS = ("application_id", "user_id", "cutoff", "prev_loan_at")  # what a family reads
@@ -46,6 +46,23 @@ class FeatureSettings(BaseModel):
         default_factory=lambda: ["gender"],
         description="Profile attributes kept out of model features (fairness reporting only); "
         "gender always is, age where lending law requires it",
+    )
+    bureau_trend_months: int = Field(
+        3,
+        ge=1,
+        description="Bureau trend features compare the latest report with the one this many "
+        "months earlier",
+    )
+    bureau_worst_months: int = Field(
+        6,
+        ge=1,
+        description="Months of bureau reports the worst current days past due is taken over",
+    )
+    active_days: int = Field(
+        30,
+        ge=1,
+        description="`pdflow features --users-on D`: users with any activity in this many days "
+        "before D",
     )
 
     @field_validator("protected")
@@ -362,7 +379,7 @@ def by_bucket(rows: pl.LazyFrame, windows: Sequence[int], aggs: Sequence[pl.Expr
 
     The pair is grouped as one integer (application x buckets + bucket): the streaming
     group-by hashes a single integer key faster than it row-encodes two columns
-    (``tests/bench/RESULTS.md``, issue 4, session 9)."""
+    (``tests/bench/RESULTS.md``, feature build history)."""
     buckets = len(windows) + 1  # a row outside every window would have bucket len(windows)
     key = pl.col(APPLICATION).cast(pl.UInt64) * buckets + pl.col(BUCKET)
     return (
@@ -435,7 +452,7 @@ def expand(
 
 
 # Boolean counts share their sums, two 32-bit counts to an unsigned 64-bit word: a group-by
-# then updates half as many states per row (consumption at 1M users: 1.7 s less). A count
+# then updates half as many states per row. A count
 # is at most its group's rows, which Polars numbers with 32 bits (``pl.get_index_type()``), so
 # the lower count never carries into the upper one.
 PACKED = "_packed"

@@ -10,10 +10,9 @@ from types import ModuleType
 
 import polars as pl
 
-from data.asof import local_day_start
 from data.config import LabelSettings
 from data.contract import TABLES
-from features import store
+from features import spines, store
 from features.base import FeatureDef, FeatureSettings
 from features.families import (
     app_behaviour,
@@ -38,7 +37,7 @@ KEYS = ("application_id", "user_id", "applied_at")
 WINDOWED_TABLES = ("consumption", "transactions", "bureau_inquiries")
 # Small tables that the spine and several families read: read from the files once. The
 # applications alone are spread over one file per day and partition, so each scan of them
-# costs more than the rows do (at 1M users: history 4.2 -> 1.0 s, the spine 2.2 -> 0.3 s).
+# costs more than the rows do.
 SHARED_TABLES = ("applications", "repayments")
 FAIRNESS = tuple(application.FAIRNESS)
 CATEGORICAL = application.CATEGORICAL
@@ -47,32 +46,8 @@ CATEGORICAL = application.CATEGORICAL
 def application_spine(applications: pl.LazyFrame, timezone: str) -> pl.LazyFrame:
     """One row per application with its point-in-time cut-off (the start of its local day) and
     ``prev_loan_at``: when the applicant's latest loan with us before that cut-off was
-    disbursed (null if none)."""
-    spine = applications.select(
-        "application_id",
-        "user_id",
-        "applied_at",
-        "amount_requested",
-        "term_months",
-        "channel",
-        cutoff=local_day_start("applied_at", timezone),
-    )
-    loans = (
-        applications.filter(pl.col("decision") == "approved")
-        .select("user_id", prev_loan_at="applied_at")
-        .sort("prev_loan_at")
-    )
-    # A total order (cut-off, then id): the families number the spine's rows, and every
-    # evaluation of a lazy spine must number them alike.
-    return spine.sort("cutoff", "application_id").join_asof(
-        loans,
-        left_on="cutoff",
-        right_on="prev_loan_at",
-        by="user_id",
-        strategy="backward",
-        allow_exact_matches=False,
-        check_sortedness=False,
-    )
+    disbursed (null if none). See ``features.spines`` for the other kinds of rows."""
+    return spines.applications({"applications": applications}, timezone)
 
 
 def family_frames(
@@ -133,10 +108,11 @@ def feature_table(
     labels: LabelSettings,
     known: pl.DataFrame | None = None,
     since: datetime | None = None,
+    spine: spines.Spine = spines.applications,
 ) -> tuple[list[FeatureDef], pl.DataFrame]:
-    """The feature table of every application in a point-in-time view (less the `known`
-    application ids, if given; only those whose cut-off is at or after `since`, if given),
-    sorted by id.
+    """The feature table of every row of `spine` (default: every application) in a
+    point-in-time view (less the `known` keys, if given; only rows whose cut-off is at or
+    after `since`, if given), sorted by key.
 
     Used alike by the nightly flow and ``pdflow features``. The small tables several families
     read (SHARED_TABLES) are read into memory once; each family is collected on its
@@ -145,11 +121,10 @@ def feature_table(
     different order on every run, so the families take sums, means and spreads over
     fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
-    spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since)
+    spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since, spine)
     defs, frames = family_frames(tables, spine_rows.lazy(), settings, timezone, labels)
     # Without common-subplan elimination: a family that aggregates its joined rows in several
-    # ways would otherwise hold them all in memory (8.7 against 5.2 GiB for app behaviour at
-    # 1M users), to save a second streaming pass over them.
+    # ways would otherwise hold them all in memory, to save a second streaming pass over them.
     no_cache = pl.QueryOptFlags(comm_subplan_elim=False)
     collected = [frame.collect(engine="streaming", optimizations=no_cache) for frame in frames]
     defs, table = assemble(spine_rows, defs, collected, settings)
@@ -162,12 +137,13 @@ def spine_and_inputs(
     timezone: str,
     known: pl.DataFrame | None = None,
     since: datetime | None = None,
+    spine_of: spines.Spine = spines.applications,
 ) -> tuple[pl.DataFrame, dict[str, pl.LazyFrame]]:
     """The spine of the applications to compute (less `known`, cut-offs from `since`) and the
     tables as the families read them: SHARED_TABLES in memory, the windowed tables cut to
     the spine's longest window (:func:`within_horizon`), no rows at all without applications."""
     tables = {**tables, **{name: tables[name].collect().lazy() for name in SHARED_TABLES}}
-    spine = application_spine(tables["applications"], timezone)
+    spine = spine_of(tables, timezone)
     if known is not None:
         spine = spine.join(known.lazy(), on="application_id", how="anti")
     if since is not None:

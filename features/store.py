@@ -60,22 +60,30 @@ def read_manifest(out: Path) -> dict[str, object] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _month_parts(features: pl.DataFrame, timezone: str) -> dict[str, pl.DataFrame]:
-    month = local_date("applied_at", timezone).dt.strftime("%Y-%m").alias(MONTH)
+def _month_parts(
+    features: pl.DataFrame, timezone: str, month_of: str = "applied_at"
+) -> dict[str, pl.DataFrame]:
+    month = local_date(month_of, timezone).dt.strftime("%Y-%m").alias(MONTH)
     parts = features.with_columns(month).partition_by(MONTH, as_dict=True, include_key=False)
-    return {name: part.sort("application_id") for (name,), part in sorted(parts.items())}
+    key = features.columns[0]  # application_id, or user_id for users scored on a day
+    return {name: part.sort(key) for (name,), part in sorted(parts.items())}
 
 
 def write_feature_store(
-    features: pl.DataFrame, out: Path, timezone: str, meta: dict[str, object]
+    features: pl.DataFrame,
+    out: Path,
+    timezone: str,
+    meta: dict[str, object],
+    month_of: str = "applied_at",
 ) -> list[Path]:
-    """Write the feature table partitioned by local application month, replacing `out`."""
+    """Write the feature table partitioned by the local month of `month_of` (the application
+    time; the cut-off for loans or users scored on a day), replacing `out`."""
     out = Path(out)
     check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        for name, part in _month_parts(features, timezone).items():
+        for name, part in _month_parts(features, timezone, month_of).items():
             write_parquet_atomic(part, staging / f"{MONTH}={name}" / FULL_PART)
         write_text_atomic(json.dumps(meta, indent=2, sort_keys=True), staging / MANIFEST)
         swap_into_place(staging, out)

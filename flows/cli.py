@@ -247,13 +247,44 @@ def features(
             "with other settings or another raw root)",
         ),
     ] = False,
+    users_on: Annotated[
+        datetime | None,
+        typer.Option(
+            "--users-on",
+            formats=["%Y-%m-%d"],
+            help="Instead of applications: every user with any activity in the "
+            "features.active_days days before this local day, on what was recorded before it",
+            show_default=False,
+        ),
+    ] = None,
+    loans_on: Annotated[
+        datetime | None,
+        typer.Option(
+            "--loans-on",
+            formats=["%Y-%m-%d"],
+            help="Instead of applications: every loan on book at the start of this local day, "
+            "on what was recorded before it",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Build the point-in-time feature table after the data gate; write it as Parquet.
 
     One row per application applied before the as-of day (approved or not), keyed by
-    application_id, with user_id, partitioned by month: OUT/applied_month=YYYY-MM/.
+    application_id, with user_id, partitioned by month: OUT/applied_month=YYYY-MM/. With
+    --loans-on D: one row per loan on book at D (keyed by its application_id); with
+    --users-on D: one row per active user (keyed by user_id); both with ``cutoff``, the start
+    of D, and cut there.
     """
+    on_day = {"loans": loans_on, "users": users_on}
+    chosen = [kind for kind, day in on_day.items() if day is not None]
+    if len(chosen) > 1 or (chosen and (as_of or incremental)):
+        raise typer.BadParameter(
+            "give one of --as-of, --loans-on and --users-on; --incremental only with --as-of",
+            param_hint="--loans-on / --users-on",
+        )
     from data.validation import scan_validated
+    from features import spines
     from features.build import feature_table, store_manifest, update_feature_store
     from features.store import check_replaceable, part_files, write_feature_store
 
@@ -262,13 +293,22 @@ def features(
         tz = settings.contract.timezone
         check_replaceable(out)  # before the gate, not after minutes of work
         try:
-            day, outcome = run_gate(settings, raw, as_of)
+            day, outcome = run_gate(settings, raw, on_day[chosen[0]] if chosen else as_of)
         except DataGateStop as stop:
             print_gate(stop.outcome)
             raise
         print_set_aside(outcome)
         tables = scan_validated(outcome.report, tz)
         source = str(raw.resolve())
+        if chosen:
+            kind = chosen[0]
+            spine = spines.on_day(kind, day, settings.features.active_days)  # type: ignore[arg-type]
+            defs, table = feature_table(tables, settings.features, tz, settings.labels, spine=spine)
+            table = spines.keyed_on_day(table, kind, day, tz)  # type: ignore[arg-type]
+            meta = store_manifest(settings.features, tz, settings.labels, source)
+            write_feature_store(table, out, tz, {**meta, "spine": f"{kind} on {day}"}, "cutoff")
+            console.print(f"Wrote {table.height:,} {kind} on {day} x {len(defs)} features to {out}")
+            return
         if incremental:
             update = update_feature_store(
                 tables, out, settings.features, tz, settings.labels, day.isoformat(), source

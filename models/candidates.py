@@ -39,9 +39,6 @@ from models.metrics import auc, auc_standard_error
 from models.scorecard import Scorecard, ScorecardFitter, ScorecardParams, tune_scorecard
 from models.train import FeatureSpec, TrainData, TuningResult, fit, fit_rounds, tune
 
-# Weights of LightGBM in the blend tried (the scorecard has the rest).
-BLEND_WEIGHTS = np.linspace(0.0, 1.0, 21)
-
 
 class Scorer(Protocol):
     """A fitted model over the model's feature matrix."""
@@ -211,7 +208,12 @@ def fit_candidates(
     if "scorecard" in settings.candidates:
         fitter = ScorecardFitter(train, spec.names, settings.seed)
         found = tune_scorecard(
-            fitter, valid_matrix, valid_labels, settings.scorecard_trials, settings.seed
+            fitter,
+            valid_matrix,
+            valid_labels,
+            settings.scorecard_trials,
+            settings.seed,
+            settings.scorecard,
         )
         scorecard_study = found.study
         odds = found.scorecard.log_odds(valid_matrix)
@@ -225,28 +227,47 @@ def fit_candidates(
         )
     if "blend" in settings.candidates:
         candidates["blend"] = blend(
-            candidates["lightgbm"], candidates["scorecard"], valid_labels, folds
+            candidates["lightgbm"],
+            candidates["scorecard"],
+            valid_labels,
+            folds,
+            blend_weights(settings.blend_weights),
         )
     ordered = {name: candidates[name] for name in settings.candidates}
     return CandidateSet(ordered, tuning, scorecard_study)
 
 
-def _best_weight(lightgbm: np.ndarray, scorecard: np.ndarray, labels: np.ndarray) -> float:
-    scores = [auc(labels, w * lightgbm + (1 - w) * scorecard) for w in BLEND_WEIGHTS]
-    return float(BLEND_WEIGHTS[int(np.argmax(scores))])
+def blend_weights(points: int) -> np.ndarray:
+    """The weights of LightGBM in the blend tried (the scorecard has the rest): `points`
+    evenly spaced from 0 to 1."""
+    return np.linspace(0.0, 1.0, points)
 
 
-def blend(lightgbm: Candidate, scorecard: Candidate, labels: np.ndarray, folds: int) -> Candidate:
-    """The blend of two fitted candidates, its weight chosen on validation out of fold."""
+def _best_weight(
+    lightgbm: np.ndarray, scorecard: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> float:
+    scores = [auc(labels, w * lightgbm + (1 - w) * scorecard) for w in weights]
+    return float(weights[int(np.argmax(scores))])
+
+
+def blend(
+    lightgbm: Candidate,
+    scorecard: Candidate,
+    labels: np.ndarray,
+    folds: int,
+    weights: np.ndarray,
+) -> Candidate:
+    """The blend of two fitted candidates, its weight (one of `weights`) chosen on validation
+    out of fold."""
     a, b = lightgbm.valid_log_odds, scorecard.valid_log_odds
     held_out = np.empty(len(labels))
     for fit_rows, held in KFold(n_splits=folds, shuffle=False).split(labels):
         if np.unique(labels[fit_rows]).size < 2:
             weight = 0.5
         else:
-            weight = _best_weight(a[fit_rows], b[fit_rows], labels[fit_rows])
+            weight = _best_weight(a[fit_rows], b[fit_rows], labels[fit_rows], weights)
         held_out[held] = weight * a[held] + (1 - weight) * b[held]
-    weight = _best_weight(a, b, labels)
+    weight = _best_weight(a, b, labels, weights)
     assert isinstance(lightgbm.scorer, BoosterScorer)
     assert isinstance(lightgbm.recipe, LightGBMRecipe)
     assert isinstance(scorecard.recipe, ScorecardRecipe)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SplitSettings(BaseModel):
@@ -47,6 +47,162 @@ class PreselectSettings(BaseModel):
     bins: int = Field(10, ge=2, description="Equal-count bins of IV and PSI")
 
 
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(gt=0, le=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+BinCount = Annotated[int, Field(ge=2)]
+
+
+def ordered_range(bounds: tuple[float, float]) -> tuple[float, float]:
+    """`bounds` as given, when the low end is not above the high end."""
+    low, high = bounds
+    if low > high:
+        raise ValueError(f"range {list(bounds)} must go from low to high")
+    return bounds
+
+
+class TuningSettings(BaseModel):
+    """LightGBM's search space (the ranges Optuna samples, log-scaled where the code says so)
+    and the pruning of poor trials.
+
+    The leaves' ranges scale with the training split (``models.train.SearchBounds``): at most
+    a leaf per ten bads, capped at `max_leaves`; a smallest leaf of about two bads, from
+    `min_leaf` up; a largest minimum of a tenth of the loans, capped at `max_min_leaf`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: tuple[Positive, Positive] = Field(
+        (0.01, 0.2), description="Learning rates searched (log scale)"
+    )
+    feature_fraction: tuple[Share, Share] = Field(
+        (0.05, 1.0), description="Shares of the features each tree sees (log scale)"
+    )
+    bagging_fraction: tuple[Share, Share] = Field(
+        (0.5, 1.0), description="Shares of the rows each tree is grown on"
+    )
+    lambda_l2: tuple[Positive, Positive] = Field(
+        (1e-3, 1000.0), description="L2 regularisation searched (log scale)"
+    )
+    lambda_l1: tuple[Positive, Positive] = Field(
+        (1e-3, 10.0),
+        description="L1 regularisation searched (log scale); the base parameters take the low end",
+    )
+    min_gain_to_split: tuple[NonNegative, NonNegative] = Field(
+        (0.0, 1.0), description="Smallest gain a split must bring"
+    )
+    drop_rate: tuple[Probability, Probability] = Field(
+        (0.02, 0.3), description="DART only: share of the trees dropped per round"
+    )
+    skip_drop: tuple[Probability, Probability] = Field(
+        (0.3, 0.8), description="DART only: probability of skipping the dropout in a round"
+    )
+    max_leaves: int = Field(255, ge=2, description="Most leaves a tree may have, however many bads")
+    min_leaf: int = Field(
+        5, ge=1, description="Smallest minimum leaf size searched, however few loans per bad"
+    )
+    max_min_leaf: int = Field(
+        5000, ge=4, description="Largest minimum leaf size searched, however many loans"
+    )
+    pruner_startup_trials: int = Field(
+        3, ge=0, description="Trials completed before the median pruner stops any"
+    )
+    pruner_warmup_steps: int = Field(
+        50, ge=0, description="Boosting rounds of a trial before it may be pruned"
+    )
+
+    @field_validator(
+        "learning_rate",
+        "feature_fraction",
+        "bagging_fraction",
+        "lambda_l2",
+        "lambda_l1",
+        "min_gain_to_split",
+        "drop_rate",
+        "skip_drop",
+    )
+    @classmethod
+    def _low_to_high(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        return ordered_range(bounds)
+
+    @model_validator(mode="after")
+    def _leaf_sizes_fit(self) -> TuningSettings:
+        if self.max_min_leaf // 4 < self.min_leaf:
+            raise ValueError(
+                f"max_min_leaf ({self.max_min_leaf}) must be at least four times min_leaf "
+                f"({self.min_leaf}): the smallest leaf is searched up to a quarter of it"
+            )
+        return self
+
+
+class ScorecardSettings(BaseModel):
+    """The WOE scorecard's tuning: its first trial and the space later trials search.
+
+    The first trial bins the `features` strongest features with at most `max_n_bins` bins of
+    at least `min_bin_size` of the rows, drops those with an information value below `min_iv`
+    and fits the logistic regression with inverse L2 strength `C`. Later trials search
+    `min_features` to `features` features, `min_bin_sizes`, and the ranges."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: int = Field(
+        60, ge=1, description="Strongest features the scorecard may use (all in the first trial)"
+    )
+    min_features: int = Field(5, ge=1, description="Fewest features a trial uses")
+    min_iv: float = Field(0.02, ge=0, description="First trial: weakest information value kept")
+    max_n_bins: BinCount = Field(10, description="First trial: most bins per feature")
+    min_bin_size: float = Field(
+        0.05, gt=0, lt=0.5, description="First trial: smallest bin, share of the training rows"
+    )
+    C: float = Field(1.0, gt=0, description="First trial: inverse L2 strength")
+    min_iv_range: tuple[Positive, Positive] = Field(
+        (0.005, 0.1), description="Weakest information values kept, searched (log scale)"
+    )
+    max_n_bins_range: tuple[BinCount, BinCount] = Field(
+        (3, 10), description="Most bins per feature, searched"
+    )
+    min_bin_sizes: tuple[float, ...] = Field(
+        (0.02, 0.05, 0.1),
+        min_length=1,
+        description="Smallest bins tried, as shares of the training rows (the coarsest bins)",
+    )
+    C_range: tuple[Positive, Positive] = Field(
+        (1e-3, 10.0), description="Inverse L2 strengths searched (log scale)"
+    )
+
+    @field_validator("min_iv_range", "max_n_bins_range", "C_range")
+    @classmethod
+    def _low_to_high(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        return ordered_range(bounds)
+
+    @field_validator("min_bin_sizes")
+    @classmethod
+    def _bin_sizes_are_shares(cls, sizes: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(0 < size < 0.5 for size in sizes):
+            raise ValueError(f"min_bin_sizes {list(sizes)} must be shares between 0 and 0.5")
+        return sizes
+
+    @model_validator(mode="after")
+    def _first_trial_in_the_space(self) -> ScorecardSettings:
+        """The first trial is enqueued into the study: it must be a point of the space."""
+        outside = [
+            name
+            for name, value, (low, high) in (
+                ("min_iv", self.min_iv, self.min_iv_range),
+                ("max_n_bins", self.max_n_bins, self.max_n_bins_range),
+                ("C", self.C, self.C_range),
+            )
+            if not low <= value <= high
+        ]
+        if self.min_bin_size not in self.min_bin_sizes:
+            outside.append("min_bin_size")
+        if self.min_features > self.features:
+            outside.append("min_features")
+        if outside:
+            raise ValueError(f"the first trial's {outside} lie outside the searched space")
+        return self
+
+
 class TrainSettings(BaseModel):
     """Candidates, LightGBM and tuning settings. Fixed threads and seeds make runs repeatable."""
 
@@ -73,6 +229,13 @@ class TrainSettings(BaseModel):
         "matured loan, out of time included, for the registered version)",
     )
     preselect: PreselectSettings = Field(default_factory=PreselectSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
+    blend_weights: int = Field(
+        21,
+        ge=2,
+        description="Weights of LightGBM in the blend tried: this many, evenly spaced from 0 to 1",
+    )
 
     seed: int = 42
     num_threads: int = Field(2, ge=1)

@@ -98,7 +98,7 @@ def null_importance(
     parameters, the leaves bounded for the data, `null_rounds` rounds each."""
     spec = FeatureSpec.from_frame(train, names)
     labels = train["label"].to_numpy()
-    params = SearchBounds.for_labels(labels).clip(default_params(model))
+    params = SearchBounds.for_labels(labels, model.tuning).clip(default_params(model))
     dataset = spec.dataset(train)
 
     def gains(shuffled: np.ndarray) -> np.ndarray:

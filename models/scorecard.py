@@ -22,14 +22,13 @@ import numpy as np
 import optuna
 import polars as pl
 
-from models.config import DecisionSettings
+from models.config import DecisionSettings, ScorecardSettings
 from models.metrics import auc
 
 KIND = "scorecard"
-# Features must have this many known values on train for their univariate strength to count.
+# Features must have this many known values on train for their univariate strength to count:
+# a floor under which the ranking's AUC is not an estimate, not a modelling choice.
 MIN_KNOWN = 100
-# The coarsest bins the tuning tries, as shares of the training rows.
-BIN_SIZES = (0.02, 0.05, 0.1)
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ class ScorecardFitter:
         return self._bins[key]
 
     def _bin(self, name: str, params: ScorecardParams) -> Characteristic:
-        from optbinning import OptimalBinning  # ~5 s to import: only when a run needs it
+        from optbinning import OptimalBinning  # slow to import: only when a run needs it
 
         binning = OptimalBinning(
             name=name,
@@ -209,17 +208,29 @@ class ScorecardFitter:
         return Scorecard(kept, coefficients, float(model.intercept_[0]), len(self.names), params)
 
 
-def scorecard_space(trial: optuna.Trial, features: int) -> ScorecardParams:
+def scorecard_space(
+    trial: optuna.Trial, features: int, settings: ScorecardSettings
+) -> ScorecardParams:
+    """A trial's parameters: up to `features` features, the rest from `settings`' space."""
     return ScorecardParams(
-        features=trial.suggest_int("features", min(5, features), features),
-        min_iv=trial.suggest_float("min_iv", 0.005, 0.1, log=True),
-        max_n_bins=trial.suggest_int("max_n_bins", 3, 10),
-        min_bin_size=trial.suggest_categorical("min_bin_size", BIN_SIZES),
-        C=trial.suggest_float("C", 1e-3, 10.0, log=True),
+        features=trial.suggest_int("features", min(settings.min_features, features), features),
+        min_iv=trial.suggest_float("min_iv", *settings.min_iv_range, log=True),
+        max_n_bins=trial.suggest_int("max_n_bins", *settings.max_n_bins_range),
+        min_bin_size=trial.suggest_categorical("min_bin_size", settings.min_bin_sizes),
+        C=trial.suggest_float("C", *settings.C_range, log=True),
     )
 
 
-TUNING_START = ScorecardParams(features=60, min_iv=0.02, max_n_bins=10, min_bin_size=0.05)
+def tuning_start(settings: ScorecardSettings, ranked: int) -> ScorecardParams:
+    """The first trial: ``settings``' start, on at most the `ranked` features there are (and
+    at least one)."""
+    return ScorecardParams(
+        features=max(1, min(settings.features, ranked)),
+        min_iv=settings.min_iv,
+        max_n_bins=settings.max_n_bins,
+        min_bin_size=settings.min_bin_size,
+        C=settings.C,
+    )
 
 
 @dataclass
@@ -237,11 +248,12 @@ def tune_scorecard(
     valid_labels: np.ndarray,
     trials: int,
     seed: int,
+    settings: ScorecardSettings,
 ) -> ScorecardTuning:
-    """Seeded TPE over the binning and the regularisation, validation AUC the target; the
-    first trial is :data:`TUNING_START`, and ``trials == 0`` fits it alone."""
-    features = max(1, min(TUNING_START.features, len(fitter.ranked)))
-    start = ScorecardParams(**{**TUNING_START.as_dict(), "features": features})
+    """Seeded TPE over the binning and the regularisation (the space of `settings`),
+    validation AUC the target; the first trial is :func:`tuning_start`, and ``trials == 0``
+    fits it alone."""
+    start = tuning_start(settings, len(fitter.ranked))
 
     def valid_auc(params: ScorecardParams) -> tuple[Scorecard, float]:
         scorecard = fitter.fit(params)
@@ -255,7 +267,10 @@ def tune_scorecard(
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(start.as_dict())
-    study.optimize(lambda trial: valid_auc(scorecard_space(trial, features))[1], n_trials=trials)
+    study.optimize(
+        lambda trial: valid_auc(scorecard_space(trial, start.features, settings))[1],
+        n_trials=trials,
+    )
     best = ScorecardParams(**study.best_params)
     scorecard, score = valid_auc(best)
     return ScorecardTuning(best, scorecard, score, len(study.trials), study)

@@ -14,7 +14,7 @@ import pandas as pd
 import polars as pl
 from optuna_integration import LightGBMPruningCallback
 
-from models.config import TrainSettings
+from models.config import TrainSettings, TuningSettings
 from models.metrics import auc
 
 
@@ -86,9 +86,6 @@ class FeatureSpec:
         )
 
 
-LOWEST_L1 = 1e-3
-
-
 def base_params(settings: TrainSettings) -> dict[str, Any]:
     """Parameters shared by every fit: objective, determinism, threads and boosting type."""
     return {
@@ -130,7 +127,7 @@ def default_params(settings: TrainSettings) -> dict[str, Any]:
         "feature_fraction": settings.feature_fraction,
         "bagging_fraction": settings.bagging_fraction,
         "lambda_l2": settings.lambda_l2,
-        "lambda_l1": LOWEST_L1,  # the search's lower bound: no L1 to speak of
+        "lambda_l1": settings.tuning.lambda_l1[0],  # the search's lower bound: no L1 to speak of
         "min_gain_to_split": 0.0,
     }
     if settings.boosting == "dart":
@@ -188,28 +185,30 @@ class SearchBounds:
     """Ranges of the parameters whose sensible values depend on how much the data holds.
 
     A leaf needs a few bads to estimate a rate, so the smallest leaf holds about two bads on
-    average (at most a twentieth of the loans) and the largest minimum is a tenth of the
-    loans (at most 5,000); the trees have at most a leaf per ten bads (4 to 255). On a
-    million loans these are LightGBM's usual wide ranges; on a few thousand they keep the
-    search away from trees that can only memorise."""
+    average (from ``min_leaf``, at most a twentieth of the loans) and the largest minimum is a
+    tenth of the loans (at most ``max_min_leaf``); the trees have at most a leaf per ten bads
+    (4 to ``max_leaves``). The caps are ``training.tuning`` settings (None: their defaults,
+    5, 5,000 and 255). On a million loans these are LightGBM's usual wide ranges; on a few
+    thousand they keep the search away from trees that can only memorise."""
 
     num_leaves: tuple[int, int]
     min_data_in_leaf: tuple[int, int]
 
     @classmethod
-    def for_data(cls, loans: int, bads: int) -> SearchBounds:
+    def for_data(cls, loans: int, bads: int, tuning: TuningSettings | None = None) -> SearchBounds:
+        caps = tuning or TuningSettings()
         bads = max(bads, 1)
-        leaves_high = int(np.clip(bads // 10, 4, MAX_LEAVES))
-        leaf_low = int(np.clip(2 * loans // bads, MIN_LEAF, MAX_MIN_LEAF // 4))
-        leaf_low = min(leaf_low, max(MIN_LEAF, loans // 20))
-        leaf_high = int(np.clip(loans // 10, leaf_low, MAX_MIN_LEAF))
+        leaves_high = int(np.clip(bads // 10, 4, caps.max_leaves))
+        leaf_low = int(np.clip(2 * loans // bads, caps.min_leaf, caps.max_min_leaf // 4))
+        leaf_low = min(leaf_low, max(caps.min_leaf, loans // 20))
+        leaf_high = int(np.clip(loans // 10, leaf_low, caps.max_min_leaf))
         return cls(
             num_leaves=(min(4, leaves_high), leaves_high), min_data_in_leaf=(leaf_low, leaf_high)
         )
 
     @classmethod
-    def for_labels(cls, labels: np.ndarray) -> SearchBounds:
-        return cls.for_data(len(labels), int(np.sum(labels)))
+    def for_labels(cls, labels: np.ndarray, tuning: TuningSettings | None = None) -> SearchBounds:
+        return cls.for_data(len(labels), int(np.sum(labels)), tuning)
 
     def clip(self, params: dict[str, Any]) -> dict[str, Any]:
         """`params` with the bounded parameters moved inside the bounds."""
@@ -217,11 +216,6 @@ class SearchBounds:
             "num_leaves": int(np.clip(params["num_leaves"], *self.num_leaves)),
             "min_data_in_leaf": int(np.clip(params["min_data_in_leaf"], *self.min_data_in_leaf)),
         }
-
-
-MAX_LEAVES = 255
-MIN_LEAF = 5
-MAX_MIN_LEAF = 5000
 
 
 def fit_rounds(
@@ -242,24 +236,27 @@ def fit_rounds(
 def search_space(
     trial: optuna.Trial, settings: TrainSettings, bounds: SearchBounds
 ) -> dict[str, Any]:
-    """Wide enough for what won public credit competitions: small feature fractions, large
-    leaves' minimum sizes, strong L2, learning rates down to 0.01; leaves and their sizes
-    within `bounds`."""
+    """The ranges of ``settings.tuning``, by default wide enough for what won public credit
+    competitions: small feature fractions, large leaves' minimum sizes, strong L2, learning
+    rates down to 0.01; leaves and their sizes within `bounds`."""
+    ranges = settings.tuning
     space = {
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", *ranges.learning_rate, log=True),
         "num_leaves": trial.suggest_int("num_leaves", *bounds.num_leaves, log=True),
         "min_data_in_leaf": trial.suggest_int(
             "min_data_in_leaf", *bounds.min_data_in_leaf, log=True
         ),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.05, 1.0, log=True),
-        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 1000.0, log=True),
-        "lambda_l1": trial.suggest_float("lambda_l1", LOWEST_L1, 10.0, log=True),
-        "min_gain_to_split": trial.suggest_float("min_gain_to_split", 0.0, 1.0),
+        "feature_fraction": trial.suggest_float(
+            "feature_fraction", *ranges.feature_fraction, log=True
+        ),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", *ranges.bagging_fraction),
+        "lambda_l2": trial.suggest_float("lambda_l2", *ranges.lambda_l2, log=True),
+        "lambda_l1": trial.suggest_float("lambda_l1", *ranges.lambda_l1, log=True),
+        "min_gain_to_split": trial.suggest_float("min_gain_to_split", *ranges.min_gain_to_split),
     }
     if settings.boosting == "dart":
-        space["drop_rate"] = trial.suggest_float("drop_rate", 0.02, 0.3)
-        space["skip_drop"] = trial.suggest_float("skip_drop", 0.3, 0.8)
+        space["drop_rate"] = trial.suggest_float("drop_rate", *ranges.drop_rate)
+        space["skip_drop"] = trial.suggest_float("skip_drop", *ranges.skip_drop)
     return space
 
 
@@ -282,12 +279,13 @@ def tune(
     """Seeded multivariate TPE over LightGBM parameters, pruning poor trials through
     LightGBM's evaluation callback; validation AUC is the target.
 
-    The leaves' bounds scale with the training split's loans and bads (:class:`SearchBounds`).
+    The search space and the median pruner are ``settings.tuning``'s; the leaves' bounds scale
+    with the training split's loans and bads (:class:`SearchBounds`).
     The study first tries the configured base parameters (moved inside the bounds) and then
     `warm_start` (the champion's parameters, if given), so tuning can only improve on them.
     With ``settings.trials == 0`` the base parameters are trained alone.
     """
-    bounds = SearchBounds.for_labels(data.train.get_label())
+    bounds = SearchBounds.for_labels(data.train.get_label(), settings.tuning)
     base = bounds.clip(default_params(settings))
     if settings.trials == 0:
         booster = fit(data, base, settings)
@@ -306,9 +304,7 @@ def tune(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
     study = optuna.create_study(
-        direction="maximize",
-        sampler=sampler,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=50),
+        direction="maximize", sampler=sampler, pruner=median_pruner(settings.tuning)
     )
     study.enqueue_trial({k: v for k, v in base.items() if k not in base_params(settings)})
     if warm_start:
@@ -324,6 +320,12 @@ def tune(
     best = {**base_params(settings), **study.best_params}
     iteration = int(study.best_trial.user_attrs["best_iteration"])
     return TuningResult(best, float(study.best_value), len(study.trials), study, iteration, bounds)
+
+
+def median_pruner(tuning: TuningSettings) -> optuna.pruners.MedianPruner:
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=tuning.pruner_startup_trials, n_warmup_steps=tuning.pruner_warmup_steps
+    )
 
 
 def _leaves(params: dict[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, Phase, settings
 from data.generator import GeneratorConfig, generate
 
 # Hypothesis profiles of the gate's fuzz suite (tests/test_gate_fuzz.py), chosen with
-# PDFLOW_FUZZ_PROFILE. Each example runs `pdflow` in a subprocess (about 9 s for validate,
-# 9 s more for features), so `ci`, run inside `make test`, draws few examples from a fixed
+# PDFLOW_FUZZ_PROFILE. Each example runs `pdflow` in a subprocess (seconds each: validate,
+# then features), so `ci`, run inside `make test`, draws few examples from a fixed
 # seed (repeatable) and does not shrink a failure (each shrink step is another subprocess);
 # `fuzz` (`make fuzz`) draws PDFLOW_FUZZ_EXAMPLES from a random seed (pytest's
 # --hypothesis-seed replays it) and shrinks each failure to a minimal mixture.

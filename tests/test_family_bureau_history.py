@@ -7,8 +7,12 @@ from datetime import date
 
 import polars as pl
 import pytest
-from family_frames import applications, build_family, by_window, row, utc
+from family_frames import TZ, applications, build_family, by_window, row, utc
+from pydantic import ValidationError
 
+from data.config import LabelSettings
+from features.base import FeatureSettings
+from features.build import feature_definitions, store_manifest
 from features.families import bureau, history
 
 APPLICATIONS = [
@@ -170,6 +174,49 @@ def test_snapshot_trend_with_a_missing_month_and_month_end_reports(
     assert b4["bureau_max_dpd_current_change_3m"] == -10.0
     assert b4["bureau_total_limit_change_3m"] == 400.0
     assert b4["bureau_worst_dpd_current_6m"] == 20.0
+
+
+SHORTER = FeatureSettings(bureau_trend_months=2, bureau_worst_months=3)
+
+
+def test_the_trend_and_worst_months_follow_the_settings() -> None:
+    features = build_family(bureau, tables(), SHORTER)
+    assert [c for c in features.columns if "_change_" in c or "_worst_" in c] == [
+        "bureau_max_dpd_current_change_2m",
+        "bureau_utilisation_change_2m",
+        "bureau_total_limit_change_2m",
+        "bureau_worst_dpd_current_3m",
+    ]
+    b1 = row(features, "b1")  # latest usable: 07-01; 2 months earlier: 05-01
+    assert b1["bureau_max_dpd_current_change_2m"] == 30.0
+    assert b1["bureau_total_limit_change_2m"] == 3000.0
+    assert b1["bureau_worst_dpd_current_3m"] == 30.0  # 05-01 to 07-01: March's 60 is out
+    b2 = row(features, "b2")  # latest usable: 06-01; 2 months earlier: 04-01
+    assert b2["bureau_max_dpd_current_change_2m"] == 1.0
+    assert b2["bureau_utilisation_change_2m"] == pytest.approx(0.1 - 0.0)
+    assert b2["bureau_worst_dpd_current_3m"] == 1.0  # 04-01 is exactly 3 months back
+    b4 = row(features, "b4")  # latest 04-30; 2 months earlier: 02-29
+    assert b4["bureau_max_dpd_current_change_2m"] == -20.0
+    assert b4["bureau_worst_dpd_current_3m"] == 20.0
+
+
+def test_the_catalogue_and_the_store_manifest_follow_the_bureau_months() -> None:
+    defs = {d.name: d for d in feature_definitions(SHORTER, TZ)}
+    trend = defs["bureau_utilisation_change_2m"]
+    assert trend.window == "latest report vs 2 months earlier"
+    assert trend.description == "Change of the utilisation since the report 2 months earlier"
+    worst = defs["bureau_worst_dpd_current_3m"]
+    assert worst.window == "last 3 months of reports"
+    assert "bureau_utilisation_change_3m" not in defs
+    manifest = store_manifest(SHORTER, TZ, LabelSettings(), "raw")
+    assert manifest != store_manifest(FeatureSettings(), TZ, LabelSettings(), "raw")
+    assert manifest["settings"]["features"]["bureau_trend_months"] == 2
+
+
+@pytest.mark.parametrize("key", ["bureau_trend_months", "bureau_worst_months"])
+def test_bureau_months_below_one_are_refused(key: str) -> None:
+    with pytest.raises(ValidationError, match=key):
+        FeatureSettings(**{key: 0})
 
 
 def test_previous_loan_and_open_installments(features: pl.DataFrame) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
 import models.pipeline as pipeline
 from models.calibration import Calibrator
@@ -22,12 +23,18 @@ from models.candidates import (
     fit_candidates,
     refit,
 )
-from models.config import DecisionSettings, EvaluationSettings, SplitSettings, TrainSettings
+from models.config import (
+    DecisionSettings,
+    EvaluationSettings,
+    ScorecardSettings,
+    SplitSettings,
+    TrainSettings,
+)
 from models.decision import score_points
 from models.errors import NoUsableModel
 from models.metrics import auc, auc_standard_error
 from models.pd_model import PDModel
-from models.scorecard import ScorecardFitter, ScorecardParams
+from models.scorecard import ScorecardFitter, ScorecardParams, tune_scorecard
 from models.split import time_split
 from models.train import FeatureSpec
 
@@ -291,6 +298,58 @@ def test_every_candidate_type_decides_with_reasons(parts, candidates, kind: str)
     again = pickle.loads(pickle.dumps(model))
     assert again.decide(oot).equals(decided)
     assert (model.booster is None) == (kind == "scorecard")
+
+
+def test_the_scorecard_tuning_starts_and_searches_where_its_settings_say(parts) -> None:
+    spec = FeatureSpec.from_frame(parts["train"], NAMES)
+    fitter = ScorecardFitter(parts["train"], spec.names, seed=1)
+    valid = parts["valid"]
+    matrix, labels = spec.matrix(valid), valid["label"].to_numpy()
+    default = tune_scorecard(fitter, matrix, labels, 1, 1, ScorecardSettings())
+    assert default.study is not None
+    assert default.study.trials[0].params == {
+        "features": N_FEATURES,  # every ranked feature: fewer than the 60 allowed
+        "min_iv": 0.02,
+        "max_n_bins": 10,
+        "min_bin_size": 0.05,
+        "C": 1.0,
+    }
+    start = {"features": 4, "min_iv": 0.01, "max_n_bins": 5, "min_bin_size": 0.1, "C": 0.5}
+    settings = ScorecardSettings(**start, min_features=2, min_bin_sizes=(0.1, 0.2))
+    found = tune_scorecard(fitter, matrix, labels, 3, 1, settings)
+    assert found.study is not None and found.study.trials[0].params == start
+    for trial in found.study.trials:
+        assert 2 <= trial.params["features"] <= 4
+        assert trial.params["min_bin_size"] in (0.1, 0.2)
+    assert len(found.scorecard.characteristics) <= 4
+
+
+@pytest.mark.parametrize(
+    "nonsense",
+    [
+        {"min_bin_size": 0.03},  # the first trial must be one of min_bin_sizes
+        {"max_n_bins": 12},  # outside max_n_bins_range
+        {"min_features": 70},  # more than features
+        {"min_iv_range": (0.1, 0.01)},
+        {"min_bin_sizes": (0.05, 0.6)},  # a bin of more than half the rows
+        {"features": 0},
+    ],
+)
+def test_nonsense_scorecard_settings_are_refused(nonsense: dict) -> None:
+    with pytest.raises(ValidationError):
+        TrainSettings(scorecard=nonsense)
+
+
+def test_the_blend_weight_comes_from_the_configured_grid(parts) -> None:
+    spec = FeatureSpec.from_frame(parts["train"], NAMES)
+    quick = SETTINGS.model_copy(update={"trials": 0, "scorecard_trials": 0})
+    fine = fit_candidates(spec, parts, quick, folds=3, show_progress=False)
+    assert fine.candidates["blend"].params["weight_lightgbm"] not in (0.0, 1.0)
+    coarse = quick.model_copy(update={"blend_weights": 2})
+    either = fit_candidates(spec, parts, coarse, folds=3, show_progress=False)
+    assert either.candidates["blend"].params["weight_lightgbm"] in (0.0, 1.0)
+    with pytest.raises(ValidationError):
+        TrainSettings(blend_weights=1)
 
 
 def test_scorecard_reasons_are_points_lost_against_the_best_bin(parts) -> None:

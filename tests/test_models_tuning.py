@@ -6,9 +6,18 @@ import numpy as np
 import optuna
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
-from models.config import TrainSettings
-from models.train import FeatureSpec, SearchBounds, TrainData, fit, search_space, tune
+from models.config import TrainSettings, TuningSettings
+from models.train import (
+    FeatureSpec,
+    SearchBounds,
+    TrainData,
+    default_params,
+    fit,
+    search_space,
+    tune,
+)
 
 SETTINGS = TrainSettings(max_rounds=100, early_stopping_rounds=10, min_data_in_leaf=20)
 
@@ -51,6 +60,69 @@ def test_the_bounds_shrink_with_the_loans_and_bads() -> None:
         "min_data_in_leaf": 15,
         "lambda_l2": 5,
     }
+
+
+NARROW = TuningSettings(
+    learning_rate=(0.02, 0.1),
+    feature_fraction=(0.3, 0.9),
+    bagging_fraction=(0.6, 0.9),
+    lambda_l2=(0.1, 10.0),
+    lambda_l1=(0.01, 1.0),
+    min_gain_to_split=(0.0, 0.5),
+    drop_rate=(0.05, 0.2),
+    skip_drop=(0.4, 0.6),
+    max_leaves=63,
+    min_leaf=50,
+    max_min_leaf=1000,
+)
+
+
+def test_the_search_space_and_its_caps_are_settings() -> None:
+    settings = SETTINGS.model_copy(update={"tuning": NARROW, "boosting": "dart"})
+    bounds = SearchBounds.for_data(loans=1_000_000, bads=40_000, tuning=NARROW)
+    assert bounds.num_leaves == (4, 63) and bounds.min_data_in_leaf == (50, 1000)
+    assert SearchBounds.for_data(loans=300, bads=12, tuning=NARROW).min_data_in_leaf == (50, 50)
+    trial = optuna.create_study().ask()
+    search_space(trial, settings, bounds)
+    ranges = {name: (d.low, d.high) for name, d in trial.distributions.items()}
+    caps = {"max_leaves", "min_leaf", "max_min_leaf", "pruner_startup_trials"}
+    configured = set(TuningSettings.model_fields) - caps - {"pruner_warmup_steps"}
+    assert set(ranges) - {"num_leaves", "min_data_in_leaf"} == configured
+    for name in configured:
+        assert ranges[name] == getattr(NARROW, name)
+    assert default_params(settings)["lambda_l1"] == 0.01  # the base takes the lowest L1
+
+
+def test_the_tuning_settings_reach_the_optuna_study(data) -> None:
+    tuning = NARROW.model_copy(update={"pruner_startup_trials": 7, "pruner_warmup_steps": 20})
+    result = tune(data, SETTINGS.model_copy(update={"trials": 3, "tuning": tuning}), False)
+    assert result.study is not None
+    pruner = result.study.pruner
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (7, 20)
+    assert result.bounds == SearchBounds.for_labels(data.train.get_label(), tuning)
+    assert result.bounds != SearchBounds.for_labels(data.train.get_label())
+    for trial in result.study.trials[1:]:  # the first is the base parameters, enqueued
+        assert trial.distributions["learning_rate"].low == 0.02
+        assert 0.02 <= trial.params["learning_rate"] <= 0.1
+        assert trial.params["min_data_in_leaf"] >= 50
+
+
+@pytest.mark.parametrize(
+    "nonsense",
+    [
+        {"learning_rate": (0.2, 0.01)},  # high below low
+        {"feature_fraction": (0.0, 1.0)},  # a share of nothing
+        {"bagging_fraction": (0.5, 1.5)},  # more than all rows
+        {"lambda_l1": (0.0, 1.0)},  # log scale needs a positive low end
+        {"max_leaves": 1},
+        {"min_leaf": 2000},  # above a quarter of max_min_leaf
+        {"pruner_startup_trials": -1},
+    ],
+)
+def test_nonsense_tuning_settings_are_refused(nonsense: dict) -> None:
+    with pytest.raises(ValidationError):
+        TrainSettings(tuning=nonsense)
 
 
 def test_tuning_searches_within_the_bounds_of_its_training_split(data) -> None:

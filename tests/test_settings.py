@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.settings import DEFAULT_CONFIG, load_settings
+from models.config import TrainSettings
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +70,36 @@ def test_unknown_or_invalid_settings_are_refused(tmp_path: Path) -> None:
 def test_missing_settings_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "absent.yml")
+
+
+def test_the_repository_file_keeps_the_code_defaults_of_the_tuning_keys() -> None:
+    settings = load_settings(DEFAULT_CONFIG)
+    defaults = TrainSettings()
+    assert settings.training.tuning == defaults.tuning
+    assert settings.training.scorecard == defaults.scorecard
+    assert settings.training.blend_weights == defaults.blend_weights
+    assert (settings.features.bureau_trend_months, settings.features.bureau_worst_months) == (3, 6)
+
+
+def test_tuning_and_bureau_keys_come_from_the_file_the_environment_and_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(
+        tmp_path,
+        "features:\n  bureau_trend_months: 2\n"
+        "training:\n  tuning:\n    learning_rate: [0.02, 0.1]\n  scorecard:\n    features: 30\n",
+    )
+    monkeypatch.setenv("PDFLOW_TRAINING__TUNING__PRUNER_WARMUP_STEPS", "10")
+    monkeypatch.setenv("PDFLOW_FEATURES__BUREAU_WORST_MONTHS", "12")
+    settings = load_settings(path, training={"blend_weights": 11})
+    assert settings.features.bureau_trend_months == 2
+    assert settings.features.bureau_worst_months == 12
+    assert settings.training.tuning.learning_rate == (0.02, 0.1)
+    assert settings.training.tuning.pruner_warmup_steps == 10
+    assert settings.training.tuning.max_leaves == 255  # untouched default
+    assert settings.training.scorecard.features == 30
+    assert settings.training.blend_weights == 11
+    with pytest.raises(ValidationError, match="bureau_trend_months"):
+        load_settings(path, features={"bureau_trend_months": 0})
+    with pytest.raises(ValidationError, match="learning_rate"):
+        load_settings(path, training={"tuning": {"learning_rate": [0.1, 0.01]}})

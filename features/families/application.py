@@ -89,7 +89,8 @@ def build(
     users = tables["users"].select(
         "user_id", "registered_at", "birth_year", "gender", "city_tier", "occupation"
     )
-    application_year = pl.col("applied_at").dt.convert_time_zone(timezone).dt.year()
+    # The cut-off's local year: an application's own day, or the day a loan or user is scored.
+    application_year = pl.col("cutoff").dt.convert_time_zone(timezone).dt.year()
     chosen = model_columns(settings)
     defs = [
         FeatureDef(name, FAMILY, AT_APPLICATION, desc, *BOUNDS.get(name, (None, None)))

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from data.asof import build_view, default_as_of
@@ -34,6 +35,7 @@ def test_catalogue_describes_every_feature_once() -> None:
     assert all(row.count("|") == 4 and row.split("|")[3].strip() for row in rows)
 
 
+@pytest.mark.slow  # trains twice, end to end
 def test_same_data_and_seed_give_the_same_model(small_raw: Path) -> None:
     tables = scan_raw(small_raw)
     as_of = default_as_of(tables, TZ)

@@ -57,6 +57,7 @@ def _copy_with_bad_rows(small_raw: Path, tmp_path: Path, rows: int) -> Path:
     return raw
 
 
+@pytest.mark.slow  # `pdflow validate` end to end on the test root
 def test_validate_clean_data_exits_zero_with_the_json_report(
     small_raw: Path, tmp_path: Path
 ) -> None:
@@ -72,6 +73,7 @@ def test_validate_clean_data_exits_zero_with_the_json_report(
     assert "data can be used" in result.output
 
 
+@pytest.mark.slow  # `pdflow validate` end to end on the test root
 def test_validate_sets_rows_aside_and_still_passes(small_raw: Path, tmp_path: Path) -> None:
     raw = _copy_with_bad_rows(small_raw, tmp_path, rows=3)
     report = tmp_path / "gate.json"
@@ -83,6 +85,7 @@ def test_validate_sets_rows_aside_and_still_passes(small_raw: Path, tmp_path: Pa
     assert table["rows_read"] == table["rows_kept"] + 3
 
 
+@pytest.mark.slow  # `pdflow validate` end to end on the test root
 def test_validate_exits_non_zero_when_the_gate_stops(small_raw: Path, tmp_path: Path) -> None:
     raw = _copy_with_bad_rows(small_raw, tmp_path, rows=10**9)
     for path in sorted((raw / "consumption").rglob("*.parquet"))[1:200]:

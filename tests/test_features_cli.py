@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from data.asof import day_start_utc, local_date
@@ -15,6 +16,8 @@ from features.build import FAIRNESS, KEYS, feature_definitions
 from features.store import MONTH, part_files, scan_feature_store
 from flows.cli import app
 
+# Each test runs `pdflow features` end to end (the gate, then the whole build) on the test root.
+pytestmark = pytest.mark.slow
 TZ = "Asia/Shanghai"
 AS_OF = date(2025, 3, 1)
 runner = CliRunner()

@@ -257,6 +257,7 @@ def _train_and_settle(folder: str, seed: int, barrier: multiprocessing.synchroni
         registry.settle(str(version.version), slow_gate, "auto")
 
 
+@pytest.mark.slow  # two processes, each importing the whole stack
 def test_two_trainings_finishing_together_leave_consistent_aliases(tmp_path: Path) -> None:
     registry = registry_at(tmp_path)
     log_tiny(registry.tracking_uri, 99)  # create the store before the race

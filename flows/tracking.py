@@ -23,6 +23,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from data.fingerprint import frame_digest
@@ -149,8 +150,9 @@ def log_training(
             mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
         summary = {"split_months": outcome.split_months, "split_rows": outcome.split_rows}
         mlflow.log_dict(summary, "split.json")
+        schema = infer_signature(input_example(outcome.training_set, outcome.registered)).inputs
         for name, path in (splits or {}).items():
-            log_split(outcome, name, path)
+            log_split(outcome, name, path, schema)
         log_children(outcome, experiment_id, run_id)
         model_uri = log_model(outcome.registered, outcome, "model")
         evaluated_uri = model_uri
@@ -199,9 +201,9 @@ def input_example(training_set: pl.DataFrame, model: PDModel) -> pd.DataFrame:
     return spec.to_pandas(typical)
 
 
-def log_split(outcome: TrainingOutcome, name: str, path: Path) -> None:
+def log_split(outcome: TrainingOutcome, name: str, path: Path, schema: Schema) -> None:
     """One split's loans as an MLflow dataset: its Parquet file as source, a digest of its
-    content (``data.fingerprint.frame_digest``), and its schema."""
+    content (``data.fingerprint.frame_digest``), and the model's input `schema`."""
     part = outcome.training_set.filter(pl.col("split") == name)
     with warnings.catch_warnings():  # MLflow registers its local-file source twice
         warnings.simplefilter("ignore", UserWarning)
@@ -210,7 +212,7 @@ def log_split(outcome: TrainingOutcome, name: str, path: Path) -> None:
         source=source,
         name=f"{name}_loans",
         digest=frame_digest(part, order_by="application_id"),
-        schema=infer_signature(input_example(outcome.training_set, outcome.registered)).inputs,
+        schema=schema,
     )
     mlflow.log_input(dataset, context=DATASET_CONTEXT[name])
 

@@ -1,8 +1,9 @@
-"""Feature definitions: each feature is a name, a family, a window, a description and a Polars
-aggregation, so the query and the catalogue come from the same place and cannot drift apart.
+"""The feature settings, the catalogue's row (:class:`FeatureDef`) and the building blocks the
+engine (``features.engine``) and the query families share: the point-in-time join, window
+buckets, exact integer sums and spreads, days as bits.
 
-Point in time: every family sees only records strictly before the start of the application's
-local day (the ``cutoff`` column of the spine).
+Point in time: every family sees only records strictly before each spine row's cut-off (the
+``cutoff`` column of the spine: for an application, the start of its local day).
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ class FeatureSettings(BaseModel):
         ge=1,
         description="Months of bureau reports the worst current days past due is taken over",
     )
+    slope_months: int = Field(
+        6,
+        ge=2,
+        description="Slope features fit the totals of this many 30-day months before the "
+        "cut-off (within the longest window)",
+    )
+    chunk_rows: int = Field(
+        250_000,
+        ge=1,
+        description="Spine rows built per pass, in cut-off order: the build's memory grows "
+        "with this, not with the history",
+    )
     active_days: int = Field(
         30,
         ge=1,
@@ -79,6 +92,11 @@ class FeatureSettings(BaseModel):
             raise ValueError(
                 f"trend_days {self.trend_days} must be two of windows_days "
                 f"{self.windows_days}, shorter first"
+            )
+        if self.slope_months * 30 > max(self.windows_days):
+            raise ValueError(
+                f"slope_months {self.slope_months} x 30 days must lie within the longest "
+                f"window ({max(self.windows_days)} days)"
             )
         return self
 
@@ -114,8 +132,8 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
-class Derived:
-    """A feature computed from a family's aggregated columns (a ratio or a trend)."""
+class AcrossFamilies:
+    """A feature computed once the families are joined, from several families' columns."""
 
     name: str
     window: str
@@ -141,17 +159,6 @@ FIXED_POINT = 1_000_000
 def fixed_point(expr: pl.Expr) -> pl.Expr:
     """The float expression as an exact integer of millionths."""
     return (expr * FIXED_POINT).round().cast(pl.Int128)
-
-
-def exact_sum(expr: pl.Expr) -> pl.Expr:
-    """Sum of a float expression, the same whatever the order of the rows (0 if none)."""
-    return fixed_point(expr).sum().cast(pl.Float64) / FIXED_POINT
-
-
-def exact_mean(expr: pl.Expr) -> pl.Expr:
-    """Mean of a float expression, order-independent; null without values."""
-    n = expr.count()
-    return pl.when(n > 0).then(exact_sum(expr) / n)
 
 
 # Spreads are taken over hundredths: their sums of squares stay inside 128 bits for any
@@ -183,25 +190,6 @@ def std_from_sums(n: pl.Expr, total: pl.Expr, squares: pl.Expr) -> pl.Expr:
     return pl.when(n > 1).then((spread / (n_float * (n_float - 1))).sqrt())
 
 
-def total(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
-    return exact_sum(values(mask, column, where))
-
-
-def values(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
-    """The column's values on the window's rows (and `where`, if given), null elsewhere.
-
-    Null-out rather than filter: sums, counts, means and extremes skip nulls alike, and an
-    element-wise input keeps the aggregation reducible, so the streaming group-by holds one
-    running value per application instead of every row.
-    """
-    return pl.when(mask if where is None else mask & where).then(pl.col(column))
-
-
-def mean(mask: pl.Expr, column: str, where: pl.Expr | None = None) -> pl.Expr:
-    """Mean over the window (null if empty)."""
-    return exact_mean(values(mask, column, where))
-
-
 def entropy_of_counts(counts: Sequence[pl.Expr], n: pl.Expr) -> pl.Expr:
     """Shannon entropy (nats) of the shares counts / n; null when n is 0."""
     n = n.cast(pl.Float64)
@@ -219,11 +207,13 @@ def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     return pl.when(denominator > 0).then(numerator / denominator)
 
 
-def trend(name: str, short_days: int, long_days: int) -> pl.Expr:
-    """Per-day rate of feature `<name>_<short>d` over that of `<name>_<long>d` (1 = steady)."""
-    short = pl.col(f"{name}_{window_label(short_days)}") / short_days
-    long = pl.col(f"{name}_{window_label(long_days)}") / long_days
-    return ratio(short, long)
+def slope(values: Sequence[pl.Expr]) -> pl.Expr:
+    """Least-squares slope of equally spaced `values` (oldest first) per step: 0 when flat."""
+    steps = len(values)
+    centre = (steps - 1) / 2
+    spread = sum((k - centre) ** 2 for k in range(steps))
+    terms = [v.cast(pl.Float64) * ((k - centre) / spread) for k, v in enumerate(values)]
+    return functools.reduce(operator.add, terms)
 
 
 def last_n(column: str, n: int, time_column: str = "ts") -> pl.Expr:
@@ -333,7 +323,7 @@ def per_application(
     rows: pl.LazyFrame,
     exprs: Sequence[pl.Expr],
     fills: Sequence[pl.Expr] | dict[str, float] = (),
-    derived: Sequence[Derived] = (),
+    derived: Sequence[AcrossFamilies] = (),
 ) -> pl.LazyFrame:
     """Aggregate joined rows per application; every spine application gets a row.
 
@@ -404,87 +394,6 @@ def bucket_totals(states: Sequence[str], windows: Sequence[int]) -> list[pl.Expr
     ]
 
 
-def newest_in_windows(newest: pl.Expr, state: str, windows: Sequence[int]) -> list[pl.Expr]:
-    """``<state>@<window>``: per application, the rows (one per distinct value, with the
-    `newest` bucket it was seen in) that fall in each window; a null bucket counts in none."""
-    return [
-        (newest <= i).sum().alias(f"{state}@{window_label(d)}")
-        for i, d in enumerate(sorted(windows))
-    ]
-
-
-State = Callable[[str], pl.Expr]  # a windowed state of the window being defined, by name
-
-
-def at(label: str) -> State:
-    """The states of one window (or of ``since_prev_loan``), by state name."""
-    return lambda state: pl.col(f"{state}@{label}")
-
-
-@dataclass(frozen=True)
-class PerWindow:
-    """A feature defined once and computed for every window from that window's states."""
-
-    stem: str
-    description: str
-    value: Callable[[State], pl.Expr]
-    bounds: tuple[float | None, float | None] = (0.0, None)
-    since_prev_loan: bool = False
-
-
-def expand(
-    family: str, specs: Sequence[PerWindow], windows: Sequence[int]
-) -> tuple[list[FeatureDef], list[pl.Expr]]:
-    """Every spec over every window, and over the rows since the previous loan where asked
-    (null without a previous loan)."""
-    defs, exprs = [], []
-    for spec in specs:
-        labels = [window_label(days) for days in windows]
-        labels += [SINCE_PREV_LOAN] if spec.since_prev_loan else []
-        for label in labels:
-            name = f"{spec.stem}_{label}"
-            defs.append(FeatureDef(name, family, label, spec.description, *spec.bounds))
-            value = spec.value(at(label))
-            if label == SINCE_PREV_LOAN:
-                value = only_after_a_loan(value)
-            exprs.append(value.alias(name))
-    return defs, exprs
-
-
-# Boolean counts share their sums, two 32-bit counts to an unsigned 64-bit word: a group-by
-# then updates half as many states per row. A count
-# is at most its group's rows, which Polars numbers with 32 bits (``pl.get_index_type()``), so
-# the lower count never carries into the upper one.
-PACKED = "_packed"
-HALF_WORD = 2**32
-
-
-def packed_flags(flags: Sequence[pl.Expr]) -> list[pl.Expr]:
-    """Per row: the boolean `flags` (null reads as false), two to a UInt64 word named
-    ``_packed_<k>``; sum the words per group, then read the counts with :func:`unpacked`."""
-    half = pl.lit(HALF_WORD, pl.UInt64)
-    bits = [flag.fill_null(False).cast(pl.UInt64) for flag in flags]
-    pairs = [bits[k : k + 2] for k in range(0, len(bits), 2)]
-    words = [pair[0] + pair[1] * half if len(pair) == 2 else pair[0] for pair in pairs]
-    return [word.alias(f"{PACKED}_{i}") for i, word in enumerate(words)]
-
-
-def packed_sums() -> pl.Expr:
-    """The group-by states of :func:`packed_flags`: each word summed."""
-    return pl.col(rf"^{PACKED}_\d+$").sum()
-
-
-def unpacked(names: Sequence[str]) -> list[pl.Expr]:
-    """The counts of the flags packed in that order, as UInt32 columns named `names` (what a
-    boolean sum gives), from the summed words."""
-    half = pl.lit(HALF_WORD, pl.UInt64)
-    counts = []
-    for i, name in enumerate(names):
-        word = pl.col(f"{PACKED}_{i // 2}")
-        counts.append((word % half if i % 2 == 0 else word // half).cast(pl.UInt32).alias(name))
-    return counts
-
-
 DAY_BITS = 64
 
 
@@ -513,8 +422,3 @@ def count_bits(words: Sequence[pl.Expr]) -> pl.Expr:
 
 def in_window(days: int, time_column: str = "ts") -> pl.Expr:
     return pl.col(time_column) >= pl.col("cutoff") - pl.duration(days=days)
-
-
-def recency(name: str, family: str, horizon: int, description: str) -> FeatureDef:
-    """A "days since the latest ..." feature over the longest window: 0 to `horizon` days."""
-    return FeatureDef(name, family, window_label(horizon), description, 0.0, float(horizon))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 
@@ -14,6 +13,7 @@ from data.config import LabelSettings
 from data.contract import TABLES
 from features import spines, store
 from features.base import FeatureDef, FeatureSettings
+from features.engine import Context, Family, check_unique
 from features.families import (
     app_behaviour,
     application,
@@ -24,17 +24,17 @@ from features.families import (
     transactions,
 )
 
-FAMILIES: tuple[ModuleType, ...] = (
-    application,
-    bureau,
-    history,
-    consumption,
-    transactions,
-    social,
-    app_behaviour,
+FAMILIES: tuple[Family, ...] = (
+    application.PROFILE,
+    bureau.BUREAU,
+    history.HISTORY,
+    consumption.CONSUMPTION,
+    transactions.TRANSACTIONS,
+    social.SOCIAL,
+    app_behaviour.APP_BEHAVIOUR,
 )
+check_unique(FAMILIES)
 KEYS = ("application_id", "user_id", "applied_at")
-WINDOWED_TABLES = ("consumption", "transactions", "bureau_inquiries")
 # Small tables that the spine and several families read: read from the files once. The
 # applications alone are spread over one file per day and partition, so each scan of them
 # costs more than the rows do.
@@ -60,9 +60,9 @@ def family_frames(
     """Every family's definitions and its lazy frame (application_id plus its columns)."""
     defs: list[FeatureDef] = []
     frames: list[pl.LazyFrame] = []
+    ctx = Context(settings, timezone, labels)
     for family in FAMILIES:
-        extra = {"labels": labels} if family is social else {}
-        family_defs, family_frame = family.build(tables, spine, settings, timezone, **extra)
+        family_defs, family_frame = family.build(tables, spine, ctx)
         defs.extend(family_defs)
         frames.append(family_frame)
     return defs, frames
@@ -78,7 +78,7 @@ def assemble(
     frame = spine.select(KEYS)
     for family_frame in frames:
         frame = frame.join(family_frame, on="application_id", how="left")
-    across = application.income_relative(settings)
+    across = application.income_relative(settings, {d.name for d in defs})
     frame = frame.with_columns(d.expr.alias(d.name) for d in across)
     defs = [*defs, *(d.definition(application.FAMILY) for d in across)]
     return defs, frame.select(*KEYS, *FAIRNESS, *(d.name for d in defs))
@@ -115,20 +115,36 @@ def feature_table(
     after `since`, if given), sorted by key.
 
     Used alike by the nightly flow and ``pdflow features``. The small tables several families
-    read (SHARED_TABLES) are read into memory once; each family is collected on its
-    own by the streaming engine, so the peak is the largest family's, not the sum of all; the
-    small per-application results are then joined. The streaming group-by adds rows in a
-    different order on every run, so the families take sums, means and spreads over
-    fixed-point integers (``features.base``): identical inputs give bit-identical tables.
+    read (SHARED_TABLES) are read into memory once. The spine is built in slices of
+    ``features.chunk_rows`` rows in cut-off order (:func:`chunk_table`), and in each slice every
+    family is collected on its own by the streaming engine, so the peak is the largest
+    family's on one slice, not the sum of all over the whole history. The streaming group-by
+    adds rows in a different order on every run, so the families take sums, means and spreads
+    over fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
     spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since, spine)
-    defs, frames = family_frames(tables, spine_rows.lazy(), settings, timezone, labels)
+    chunks = list(spine_rows.iter_slices(settings.chunk_rows)) or [spine_rows]
+    parts = [chunk_table(tables, chunk, settings, timezone, labels) for chunk in chunks]
+    defs = parts[0][0]
+    return defs, pl.concat([table for _, table in parts]).sort("application_id")
+
+
+def chunk_table(
+    tables: dict[str, pl.LazyFrame],
+    chunk: pl.DataFrame,
+    settings: FeatureSettings,
+    timezone: str,
+    labels: LabelSettings,
+) -> tuple[list[FeatureDef], pl.DataFrame]:
+    """The feature table of one slice of the spine. The engine joins each family's events to
+    the slice's rows only and reads only the events within the slice's cut-offs less the
+    longest window, so memory grows with the slice, not with the history."""
+    defs, frames = family_frames(tables, chunk.lazy(), settings, timezone, labels)
     # Without common-subplan elimination: a family that aggregates its joined rows in several
     # ways would otherwise hold them all in memory, to save a second streaming pass over them.
     no_cache = pl.QueryOptFlags(comm_subplan_elim=False)
     collected = [frame.collect(engine="streaming", optimizations=no_cache) for frame in frames]
-    defs, table = assemble(spine_rows, defs, collected, settings)
-    return defs, table.sort("application_id")
+    return assemble(chunk, defs, collected, settings)
 
 
 def spine_and_inputs(
@@ -139,9 +155,10 @@ def spine_and_inputs(
     since: datetime | None = None,
     spine_of: spines.Spine = spines.applications,
 ) -> tuple[pl.DataFrame, dict[str, pl.LazyFrame]]:
-    """The spine of the applications to compute (less `known`, cut-offs from `since`) and the
-    tables as the families read them: SHARED_TABLES in memory, the windowed tables cut to
-    the spine's longest window (:func:`within_horizon`), no rows at all without applications."""
+    """The spine of the rows to compute (less `known`, cut-offs from `since`), in cut-off order,
+    and the tables as the families read them: SHARED_TABLES in memory, no rows at all without
+    spine rows. The engine reads only the events of each slice's windows
+    (``features.engine.joined_rows``)."""
     tables = {**tables, **{name: tables[name].collect().lazy() for name in SHARED_TABLES}}
     spine = spine_of(tables, timezone)
     if known is not None:
@@ -151,21 +168,7 @@ def spine_and_inputs(
     spine_rows = spine.collect()
     if spine_rows.is_empty():  # nothing to compute: read no events at all
         return spine_rows, {name: frame.clear() for name, frame in tables.items()}
-    first = spine_rows["cutoff"].min() - timedelta(days=max(settings.windows_days))
-    return spine_rows, within_horizon(tables, first)
-
-
-def within_horizon(tables: dict[str, pl.LazyFrame], since: datetime) -> dict[str, pl.LazyFrame]:
-    """Drop event rows older than every window of every application: a night's build then
-    reads the last `max(windows_days)` days of these tables, not their whole history.
-
-    Only tables that no feature reads beyond its longest window are cut (their families read
-    them through ``events_before_cutoff`` with that horizon); social (friendships), app events
-    (a device's first use), bureau snapshots, applications and repayments are used over all
-    history and stay whole.
-    """
-    cut = {name: tables[name].filter(pl.col("ts") >= since) for name in WINDOWED_TABLES}
-    return {**tables, **cut}
+    return spine_rows, tables
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ Three kinds share one engine (``features.build.feature_table``):
 - every loan on book at a date D, re-scored with what is known at the start of D:
   :func:`loans_on`;
 - every user with an event in the days before D, with no application (the application family
-  then yields the applicant's profile only): :func:`users_on`.
+  then yields the profile only, by declaration): :func:`users_on`.
 
-Every spine carries the columns the families read: ``application_id`` (the row's key: the
-application for the first two kinds, the user for the third), ``user_id``, ``applied_at``,
-``amount_requested``, ``term_months``, ``channel`` (null without an application), ``cutoff``
-and ``prev_loan_at`` (when the user's latest loan with us before the cut-off was disbursed).
+Every spine carries ``application_id`` (the row's key: the application for the first two
+kinds, the user for the third), ``user_id``, ``applied_at`` (null without an application),
+``cutoff`` and ``prev_loan_at`` (when the user's latest loan with us before the cut-off was
+disbursed). Spines of applications also carry ``amount_requested``, ``term_months`` and
+``channel``; the application family declares which of its features read them, and leaves those
+out for a spine of users.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def users_on(day: date, active_days: int) -> Spine:
         users = active.select(
             pl.col("user_id").alias("application_id"),
             "user_id",
-            *(pl.lit(None, dtype).alias(name) for name, dtype in APPLICATION_ATTRIBUTES.items()),
+            pl.lit(None, APPLICATION_ATTRIBUTES["applied_at"]).alias("applied_at"),
             cutoff=pl.lit(cutoff),
         )
         return with_previous_loan(users, tables["applications"])

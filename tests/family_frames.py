@@ -4,12 +4,12 @@ family built on them with its output checked."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
 
 import polars as pl
 
 from features.base import FeatureSettings
 from features.build import application_spine
+from features.engine import Context, Family
 
 TZ = "Asia/Shanghai"
 WINDOWS = tuple(FeatureSettings().windows_days)
@@ -37,15 +37,12 @@ def applications(rows: Sequence[tuple], columns: Sequence[str]) -> pl.LazyFrame:
 
 
 def build_family(
-    family: ModuleType,
-    tables: dict[str, pl.LazyFrame],
-    settings: FeatureSettings | None = None,
-    **extra: object,
+    family: Family, tables: dict[str, pl.LazyFrame], settings: FeatureSettings | None = None
 ) -> pl.DataFrame:
     """One family's features over `tables` (which hold ``applications``), sorted by id; checks
     that the columns are exactly the family's definitions, each named once."""
     spine = application_spine(tables["applications"], TZ)
-    defs, frame = family.build(tables, spine, settings or FeatureSettings(), TZ, **extra)
+    defs, frame = family.build(tables, spine, Context(settings or FeatureSettings(), TZ))
     table = frame.collect().sort("application_id")
     assert table.columns == ["application_id", *(d.name for d in defs)]
     assert len({d.name for d in defs}) == len(defs)

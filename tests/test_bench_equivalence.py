@@ -13,6 +13,7 @@ from bench import bench_features, consumption_pandas, consumption_sql
 from data.asof import day_start_utc, default_as_of
 from data.readers import scan_raw
 from features.base import APPLICATION, FeatureSettings, with_application_key
+from features.engine import Context
 from features.families import consumption
 
 TZ = bench_features.TZ
@@ -36,7 +37,7 @@ def spine(small_raw: Path, as_of: date, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def polars_features(small_raw: Path, as_of: date, spine: Path) -> pl.DataFrame:
     tables = bench_features.consumption_view(small_raw, as_of)
-    _, frame = consumption.build(tables, pl.scan_parquet(spine), SETTINGS, TZ)
+    _, frame = consumption.CONSUMPTION.build(tables, pl.scan_parquet(spine), Context(SETTINGS, TZ))
     features = frame.sort("application_id").collect(engine="in-memory")
     assert features.height > 1_000
     return features
@@ -99,7 +100,9 @@ def test_sample_root_holds_the_same_features_of_fewer_applications(
     from_pandas = consumption_pandas.run(root, sample_spine, cutoff, SETTINGS, TZ)
     assert_same_features(expected, pl.from_pandas(from_pandas))
     tables = bench_features.consumption_view(root, as_of)
-    _, frame = consumption.build(tables, pl.scan_parquet(sample_spine), SETTINGS, TZ)
+    _, frame = consumption.CONSUMPTION.build(
+        tables, pl.scan_parquet(sample_spine), Context(SETTINGS, TZ)
+    )
     assert_same_features(expected, frame.collect(engine="streaming"))
 
 

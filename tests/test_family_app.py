@@ -43,7 +43,7 @@ def features() -> pl.DataFrame:
     events = pl.LazyFrame(
         EVENTS, schema=["ts", "event", "session_id", "device_id"], orient="row"
     ).with_columns(ts=utc("ts"), user_id=pl.lit("u1"))
-    return build_family(app_behaviour, {"applications": apps, "app_events": events})
+    return build_family(app_behaviour.APP_BEHAVIOUR, {"applications": apps, "app_events": events})
 
 
 def test_sessions_and_abandoned_applications(features: pl.DataFrame) -> None:

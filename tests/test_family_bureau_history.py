@@ -110,7 +110,9 @@ def tables() -> dict[str, pl.LazyFrame]:
 @pytest.fixture(scope="module")
 def features() -> pl.DataFrame:
     data = tables()
-    return build_family(bureau, data).join(build_family(history, data), on="application_id")
+    return build_family(bureau.BUREAU, data).join(
+        build_family(history.HISTORY, data), on="application_id"
+    )
 
 
 def test_inquiries_by_reason_and_institution(features: pl.DataFrame) -> None:
@@ -180,7 +182,7 @@ SHORTER = FeatureSettings(bureau_trend_months=2, bureau_worst_months=3)
 
 
 def test_the_trend_and_worst_months_follow_the_settings() -> None:
-    features = build_family(bureau, tables(), SHORTER)
+    features = build_family(bureau.BUREAU, tables(), SHORTER)
     assert [c for c in features.columns if "_change_" in c or "_worst_" in c] == [
         "bureau_max_dpd_current_change_2m",
         "bureau_utilisation_change_2m",

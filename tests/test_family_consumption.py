@@ -65,7 +65,7 @@ def purchases(rows: tuple[tuple, ...]) -> pl.LazyFrame:
 
 def features(rows: tuple[tuple, ...]) -> dict[str, dict]:
     tables = {"applications": applications(), "consumption": purchases(rows)}
-    table = build_family(consumption, tables, SETTINGS)
+    table = build_family(consumption.CONSUMPTION, tables, SETTINGS)
     return {row["application_id"]: row for row in table.iter_rows(named=True)}
 
 

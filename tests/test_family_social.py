@@ -7,7 +7,6 @@ import polars as pl
 import pytest
 from family_frames import applications, build_family, by_window, row, utc
 
-from data.config import LabelSettings
 from features.families import social
 
 APPLICATIONS = [
@@ -66,7 +65,7 @@ def tables() -> dict[str, pl.LazyFrame]:
 
 @pytest.fixture(scope="module")
 def features() -> pl.DataFrame:
-    return build_family(social, tables(), labels=LabelSettings())
+    return build_family(social.SOCIAL, tables())
 
 
 def test_interaction_counts_by_type(features: pl.DataFrame) -> None:

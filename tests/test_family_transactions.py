@@ -43,7 +43,7 @@ def features() -> pl.DataFrame:
         schema=["ts", "direction", "txn_type", "amount", "counterparty_id"],
         orient="row",
     ).with_columns(ts=utc("ts"), user_id=pl.lit("u1"))
-    return build_family(transactions, {"applications": apps, "transactions": ledger})
+    return build_family(transactions.TRANSACTIONS, {"applications": apps, "transactions": ledger})
 
 
 def test_salary_regularity_uses_local_calendar(features: pl.DataFrame) -> None:

@@ -16,6 +16,7 @@ from data.readers import scan_raw
 from features import spines
 from features.base import FeatureSettings
 from features.build import build_features
+from features.families import application
 
 pytestmark = pytest.mark.slow
 TZ = "Asia/Shanghai"
@@ -91,8 +92,11 @@ def test_users_get_profile_features_and_no_application_ones(
     tables: dict[str, pl.LazyFrame],
 ) -> None:
     users = features_on(tables, spines.users_on(DAY, 30), DAY)
-    assert users["application_amount"].null_count() == users.height
-    assert users["application_channel"].null_count() == users.height
+    loans = features_on(tables, spines.loans_on(DAY), DAY)
+    left_out = {*application.APPLICATION_FEATURES, "application_amount_to_monthly_salary"}
+    assert left_out <= set(loans.columns)
+    assert not left_out & set(users.columns)
+    assert set(users.columns) == set(loans.columns) - left_out
     assert users["application_tenure_days"].null_count() == 0
     assert users["fairness_age_years"].null_count() == 0
 

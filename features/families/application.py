@@ -10,9 +10,13 @@ from __future__ import annotations
 import polars as pl
 
 from data.contract import APPLICATION_CHANNELS, GENDERS, OCCUPATIONS
-from features.base import Derived, FeatureDef, FeatureSettings, days_between, ratio
+from features.base import AcrossFamilies, FeatureDef, FeatureSettings, days_between, ratio
+from features.engine import Context, QueryFamily
 
 FAMILY = "application"
+# The application's own columns (a spine of users has none) and the features that read them.
+APPLICATION_COLUMNS = ("amount_requested", "term_months", "channel")
+APPLICATION_FEATURES = ("application_amount", "application_term_months", "application_channel")
 AT_APPLICATION = "at application"
 INCOME_MONTHS = 6
 INCOME_FEATURE = "txn_salary_amount_{days}d"
@@ -67,13 +71,16 @@ def model_columns(settings: FeatureSettings) -> dict[str, tuple[str, pl.Expr]]:
     return {k: v for k, v in columns().items() if k not in protected}
 
 
-def income_relative(settings: FeatureSettings) -> list[Derived]:
+def income_relative(settings: FeatureSettings, built: set[str]) -> list[AcrossFamilies]:
     """Amount requested against an income proxy: salary received over the longest window,
-    per month. Computed after the families are joined (it reads the transactions family)."""
+    per month. Computed after the families are joined (it reads the transactions family);
+    none where the spine has no applications (no ``application_amount`` among `built`)."""
+    if "application_amount" not in built:
+        return []
     days = max(settings.windows_days)
     monthly_salary = pl.col(INCOME_FEATURE.format(days=days)) / (days / 30.0)
     return [
-        Derived(
+        AcrossFamilies(
             "application_amount_to_monthly_salary",
             f"{days}d",
             f"Amount requested over mean monthly salary received in the last {days} days "
@@ -83,15 +90,21 @@ def income_relative(settings: FeatureSettings) -> list[Derived]:
     ]
 
 
-def build(
-    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
+def profile_features(
+    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, ctx: Context
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """The profile as known at the cut-off; the application's own columns only where the spine
+    has applications (a spine of users has none)."""
+    settings, timezone = ctx.settings, ctx.timezone
+    has_applications = set(APPLICATION_COLUMNS) <= set(spine.collect_schema().names())
     users = tables["users"].select(
         "user_id", "registered_at", "birth_year", "gender", "city_tier", "occupation"
     )
     # The cut-off's local year: an application's own day, or the day a loan or user is scored.
     application_year = pl.col("cutoff").dt.convert_time_zone(timezone).dt.year()
     chosen = model_columns(settings)
+    if not has_applications:
+        chosen = {k: v for k, v in chosen.items() if k not in APPLICATION_FEATURES}
     defs = [
         FeatureDef(name, FAMILY, AT_APPLICATION, desc, *BOUNDS.get(name, (None, None)))
         for name, (desc, _) in chosen.items()
@@ -106,3 +119,6 @@ def build(
         )
     )
     return defs, frame
+
+
+PROFILE = QueryFamily(FAMILY, profile_features)

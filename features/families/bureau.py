@@ -13,29 +13,29 @@ import polars as pl
 
 from data.contract import INQUIRY_REASONS, INSTITUTION_TYPES
 from features.base import (
-    APPLICATION,
-    BUCKET,
     FIXED_POINT,
     UNBOUNDED,
     FeatureDef,
-    FeatureSettings,
-    PerWindow,
-    bucket_totals,
-    by_bucket,
     days_between,
-    events_before_cutoff,
-    expand,
     fixed_point,
     in_window,
     ratio,
+)
+from features.engine import (
+    Context,
+    Count,
+    EventFamily,
+    Max,
+    Min,
+    PerWindow,
+    Single,
+    Source,
+    Sum,
     recency,
-    window_bucket,
-    window_label,
-    with_application_key,
-    with_states,
 )
 
 FAMILY = "bureau"
+COUNT = (0.0, None)
 LATEST = "latest report"
 APPLICATION_DAY = "application_day"
 USER = "_user"  # an applicant's integer key: the reports' as-of joins match on it
@@ -44,12 +44,12 @@ USER = "_user"  # an applicant's integer key: the reports' as-of joins match on 
 NON_BANK_LOAN = (pl.col("reason") == "loan_approval") & pl.col("institution_type").is_in(
     ["consumer_finance", "microloan"]
 )
-COUNTED = {  # feature stem: (partial state, its aggregate per group, description)
-    "bureau_inquiries": ("n", pl.len(), "Bureau inquiries of any kind"),
+COUNTED = {  # feature stem: (state, rows counted, description)
+    "bureau_inquiries": ("n", None, "Bureau inquiries of any kind"),
     **{
         f"bureau_inquiries_reason_{reason}": (
             f"reason_{reason}",
-            (pl.col("reason") == reason).sum(),
+            pl.col("reason") == reason,
             f"Bureau inquiries with reason {reason}",
         )
         for reason in INQUIRY_REASONS
@@ -57,19 +57,17 @@ COUNTED = {  # feature stem: (partial state, its aggregate per group, descriptio
     **{
         f"bureau_inquiries_institution_{kind}": (
             f"institution_{kind}",
-            (pl.col("institution_type") == kind).sum(),
+            pl.col("institution_type") == kind,
             f"Bureau inquiries by institutions of type {kind}",
         )
         for kind in INSTITUTION_TYPES
     },
     "bureau_nonbank_loan_inquiries": (
         "nonbank_loan",
-        NON_BANK_LOAN.sum(),
+        NON_BANK_LOAN,
         "Loan-approval inquiries by consumer-finance and micro-loan lenders",
     ),
 }
-LAST_TS = "last_ts"
-GAP_MIN = "gap_min"
 
 
 def with_gaps(inquiries: pl.LazyFrame) -> pl.LazyFrame:
@@ -81,90 +79,46 @@ def with_gaps(inquiries: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def partial_states(horizon: int) -> list[pl.Expr]:
-    """Reducible aggregates of one (application, window bucket) group. A gap counts when the
-    earlier inquiry of its pair is in the longest window (the later one then is too)."""
-    gap = pl.when(in_window(horizon, "previous_ts")).then(pl.col("gap_days"))
-    return [
-        *(aggregate.alias(state) for state, aggregate, _ in COUNTED.values()),
-        gap.count().alias("gap_n"),
-        fixed_point(gap).sum().alias("gap_micro"),
-        gap.min().alias(GAP_MIN),
-        pl.col("ts").max().alias(LAST_TS),
-    ]
+def gap(ctx: Context) -> pl.Expr:
+    """A gap counts when the earlier inquiry of its pair is in the longest window (the later
+    one then is too)."""
+    return pl.when(in_window(ctx.horizon, "previous_ts")).then(pl.col("gap_days"))
 
 
-def combined_states(windows: list[int]) -> list[pl.Expr]:
-    """Per application: the counts added up per window, the gaps and the latest inquiry."""
-    counted = [state for state, _, _ in COUNTED.values()]
-    return [
-        *bucket_totals(counted, windows),
-        pl.col("gap_n").sum(),
-        pl.col("gap_micro").sum(),
-        pl.col(GAP_MIN).min(),
-        pl.col(LAST_TS).max(),
-    ]
+STATES = (
+    *(Count(state, when=when) for state, when, _ in COUNTED.values()),
+    Count("gap_n", when=lambda ctx: gap(ctx).is_not_null(), windowed=False),
+    Sum("gap_micro", value=lambda ctx: fixed_point(gap(ctx)), windowed=False),
+    Min("gap_min", value=gap, windowed=False),
+    Max("last_ts", value=pl.col("ts"), windowed=False),
+)
 
-
-def count_features() -> list[PerWindow]:
+INQUIRY_FEATURES = (
     # Floats, as feature stores written before these counts moved to bucket states hold them.
-    return [
-        PerWindow(stem, description, lambda s, state=state: s(state).cast(pl.Float64))
+    *(
+        PerWindow(stem, description, lambda s, state=state: s(state).cast(pl.Float64), COUNT)
         for stem, (state, _, description) in COUNTED.items()
-    ]
-
-
-def gap_and_recency(horizon: int) -> tuple[list[FeatureDef], list[pl.Expr]]:
-    """Gaps between consecutive inquiries (null below two) and the days since the last one,
-    over the longest window."""
-    label = window_label(horizon)
-    gap_mean = FeatureDef(
-        f"bureau_inquiry_gap_mean_days_{label}",
-        FAMILY,
-        label,
+    ),
+    Single(
+        "bureau_inquiry_gap_mean_days_{horizon}d",
+        "{horizon}d",
         "Mean days between consecutive bureau inquiries (null below two)",
-        min_value=0.0,
-    )
-    gap_min = FeatureDef(
-        f"bureau_inquiry_gap_min_days_{label}",
-        FAMILY,
-        label,
+        lambda s: ratio(s("gap_micro").cast(pl.Float64) / FIXED_POINT, s("gap_n")),
+        COUNT,
+    ),
+    Single(
+        "bureau_inquiry_gap_min_days_{horizon}d",
+        "{horizon}d",
         "Shortest time in days between two consecutive bureau inquiries (null below two)",
-        min_value=0.0,
-    )
-    last = recency(
+        lambda s: s("gap_min"),
+        COUNT,
+    ),
+    recency(
         "bureau_days_since_last_inquiry",
-        FAMILY,
-        horizon,
+        "last_ts",
         "Days from the last bureau inquiry to the application day (null if none in the window)",
-    )
-    mean = ratio(pl.col("gap_micro").cast(pl.Float64) / FIXED_POINT, pl.col("gap_n"))
-    exprs = [
-        mean.alias(gap_mean.name),
-        pl.col(GAP_MIN).alias(gap_min.name),
-        days_between(pl.col("cutoff"), pl.col(LAST_TS)).alias(last.name),
-    ]
-    return [gap_mean, gap_min, last], exprs
-
-
-def inquiry_features(
-    spine: pl.LazyFrame, inquiries: pl.LazyFrame, windows: list[int]
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    """Inquiry counts per window, in two passes: states per (application, window bucket),
-    then the buckets added up per window."""
-    horizon = windows[-1]
-    events = with_gaps(inquiries.select("user_id", "ts", "reason", "institution_type"))
-    rows = events_before_cutoff(spine, events, horizon).with_columns(
-        window_bucket(windows).alias(BUCKET)
-    )
-    partial = by_bucket(rows, windows, partial_states(horizon))
-    states = partial.group_by(APPLICATION).agg(combined_states(windows))
-    defs, exprs = expand(FAMILY, count_features(), windows)
-    more_defs, more_exprs = gap_and_recency(horizon)
-    frame = with_states(spine, states, keep_null=[GAP_MIN, LAST_TS]).select(
-        "application_id", *exprs, *more_exprs
-    )
-    return [*defs, *more_defs], frame
+    ),
+)
 
 
 def utilisation(balance: str, limit: str) -> pl.Expr:
@@ -315,11 +269,15 @@ def worst_recent_dpd(
 
 
 def snapshot_features(
-    spine: pl.LazyFrame, snapshots: pl.LazyFrame, timezone: str, settings: FeatureSettings
+    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, ctx: Context
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
     """The latest report's values, its trends against the report ``bureau_trend_months``
-    earlier and the worst current days past due over ``bureau_worst_months`` months."""
-    applications, snapshots = applicants_reports(applications_by_day(spine, timezone), snapshots)
+    earlier and the worst current days past due over ``bureau_worst_months`` months (an as-of
+    view over all reports, not windowed events)."""
+    settings = ctx.settings
+    applications, snapshots = applicants_reports(
+        applications_by_day(spine, ctx.timezone), tables["bureau_snapshots"]
+    )
     trends = trend_features(settings.bureau_trend_months)
     trend = trend_window(settings.bureau_trend_months)
     defs = [
@@ -339,14 +297,10 @@ def snapshot_features(
     return defs, frame
 
 
-def build(
-    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
-) -> tuple[list[FeatureDef], pl.LazyFrame]:
-    spine = with_application_key(spine)
-    windows = sorted(settings.windows_days)
-    defs, inquiries = inquiry_features(spine, tables["bureau_inquiries"], windows)
-    snapshot_defs, snapshot_frame = snapshot_features(
-        spine, tables["bureau_snapshots"], timezone, settings
-    )
-    frame = inquiries.join(snapshot_frame, on="application_id", how="left")
-    return [*defs, *snapshot_defs], frame
+BUREAU = EventFamily(
+    FAMILY,
+    Source("bureau_inquiries", ("user_id", "ts", "reason", "institution_type"), prepare=with_gaps),
+    STATES,
+    INQUIRY_FEATURES,
+    views=(snapshot_features,),
+)

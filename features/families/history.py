@@ -1,4 +1,8 @@
-"""Our own history with the applicant: earlier applications, loans and how they were repaid."""
+"""Our own history with the applicant: earlier applications, loans and how they were repaid.
+
+Not a windowed view of events (its records are our own applications and installments, read
+over all history): a query of its own, declared as a ``QueryFamily``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from features.base import (
     SPINE_KEYS,
     Aggregate,
     FeatureDef,
-    FeatureSettings,
     count,
     days_between,
     fill_for,
@@ -18,6 +21,7 @@ from features.base import (
     windowed,
     with_application_key,
 )
+from features.engine import Context, QueryFamily
 
 FAMILY = "history"
 ALL = "all history"
@@ -137,9 +141,11 @@ def definitions(window_defs: list[FeatureDef]) -> list[FeatureDef]:
     ]
 
 
-def build(
-    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, settings: FeatureSettings, timezone: str
+def history_features(
+    tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, ctx: Context
 ) -> tuple[list[FeatureDef], pl.LazyFrame]:
+    """Earlier applications and loans with us before the cut-off, and how they were repaid."""
+    settings, timezone = ctx.settings, ctx.timezone
     spine = with_application_key(spine)
     previous = previous_applications(spine, tables["applications"])
     window_defs, window_exprs, window_fills = windowed(
@@ -178,3 +184,6 @@ def build(
         {"history_open_installments": 0.0},
     )
     return definitions(window_defs), counts.join(repaid, on="application_id", how="left")
+
+
+HISTORY = QueryFamily(FAMILY, history_features)

@@ -18,7 +18,7 @@ own process (so peak RSS is its own), one after the other:
   joined to its user's purchases, cut at its cut-off and its longest window
   (``features.base.events_before_cutoff``, as the family does), one count per application
   and nothing else. What no point-in-time feature of this table can do without;
-- ``polars-consumption``: ``features.families.consumption.build``, collected by the streaming
+- ``polars-consumption``: ``features.families.consumption.CONSUMPTION``, collected by the streaming
   engine as the pipeline does (``polars-consumption-in-memory``: the in-memory engine);
 - ``duckdb-consumption``: the family's features as DuckDB SQL (``consumption_sql.py``: a fixed
   subset, the 82 features at the default windows; features added to the Polars family later
@@ -152,9 +152,10 @@ def whole_build(tables: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
 def consumption_frame(tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame) -> pl.LazyFrame:
     """The consumption family's lazy frame, as the pipeline builds it."""
     from features.base import FeatureSettings
+    from features.engine import Context
     from features.families import consumption
 
-    return consumption.build(tables, spine, FeatureSettings(), TZ)[1]
+    return consumption.CONSUMPTION.build(tables, spine, Context(FeatureSettings(), TZ))[1]
 
 
 def consumption_build(spine: Path) -> Callable[[dict[str, pl.LazyFrame]], pl.LazyFrame]:

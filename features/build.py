@@ -115,36 +115,24 @@ def feature_table(
     after `since`, if given), sorted by key.
 
     Used alike by the nightly flow and ``pdflow features``. The small tables several families
-    read (SHARED_TABLES) are read into memory once. The spine is built in slices of
-    ``features.chunk_rows`` rows in cut-off order (:func:`chunk_table`), and in each slice every
-    family is collected on its own by the streaming engine, so the peak is the largest
+    read (SHARED_TABLES) are read into memory once. Each family is collected on its own by
+    the streaming engine, its windowed states in slices of ``features.chunk_rows`` spine rows
+    in cut-off order (``features.engine.EventFamily.collect``), so the peak is the largest
     family's on one slice, not the sum of all over the whole history. The streaming group-by
     adds rows in a different order on every run, so the families take sums, means and spreads
     over fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
     spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since, spine)
-    chunks = list(spine_rows.iter_slices(settings.chunk_rows)) or [spine_rows]
-    parts = [chunk_table(tables, chunk, settings, timezone, labels) for chunk in chunks]
-    defs = parts[0][0]
-    return defs, pl.concat([table for _, table in parts]).sort("application_id")
-
-
-def chunk_table(
-    tables: dict[str, pl.LazyFrame],
-    chunk: pl.DataFrame,
-    settings: FeatureSettings,
-    timezone: str,
-    labels: LabelSettings,
-) -> tuple[list[FeatureDef], pl.DataFrame]:
-    """The feature table of one slice of the spine. The engine joins each family's events to
-    the slice's rows only and reads only the events within the slice's cut-offs less the
-    longest window, so memory grows with the slice, not with the history."""
-    defs, frames = family_frames(tables, chunk.lazy(), settings, timezone, labels)
-    # Without common-subplan elimination: a family that aggregates its joined rows in several
-    # ways would otherwise hold them all in memory, to save a second streaming pass over them.
-    no_cache = pl.QueryOptFlags(comm_subplan_elim=False)
-    collected = [frame.collect(engine="streaming", optimizations=no_cache) for frame in frames]
-    return assemble(chunk, defs, collected, settings)
+    slices = list(spine_rows.iter_slices(settings.chunk_rows)) or [spine_rows]
+    ctx = Context(settings, timezone, labels)
+    defs: list[FeatureDef] = []
+    frames: list[pl.DataFrame] = []
+    for family in FAMILIES:
+        family_defs, frame = family.collect(tables, spine_rows, ctx, slices)
+        defs.extend(family_defs)
+        frames.append(frame)
+    defs, table = assemble(spine_rows, defs, frames, settings)
+    return defs, table.sort("application_id")
 
 
 def spine_and_inputs(

@@ -50,7 +50,9 @@ from data.config import LabelSettings
 from features.base import (
     APPLICATION,
     BUCKET,
+    FIXED_POINT,
     SINCE_PREV_LOAN,
+    UNBOUNDED,
     FeatureDef,
     FeatureSettings,
     bucket_totals,
@@ -62,6 +64,7 @@ from features.base import (
     events_before_cutoff,
     last_n,
     only_after_a_loan,
+    slope,
     window_bucket,
     window_label,
     with_application_key,
@@ -266,6 +269,7 @@ class DaySet(Bucketed):
 
 
 MONTH_DAYS = 30
+NEWEST = "_newest"  # per (row, value): the lowest bucket its rows fall in
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,11 @@ class Distinct:
     none_of: tuple[Value, ...] = ()
     fill: ClassVar[float | None] = 0
 
+    @property
+    def plain(self) -> bool:
+        """Without conditions: counted from the lowest bucket of its values (``NEWEST``)."""
+        return not self.all_of and not self.none_of
+
     def lowest_buckets(self, ctx: Context) -> tuple[list[pl.Expr], list[pl.Expr]]:
         """Per (row, value): the lowest bucket of each condition's rows (what must, what must
         not be in the window)."""
@@ -322,7 +331,24 @@ class Distinct:
 
         return lowest(every, "all"), lowest(exclude, "none")
 
-    def combine(self, ctx: Context) -> list[pl.Expr]:
+    def combine(self, ctx: Context, several: bool = False) -> list[pl.Expr]:
+        """Per row and window, from its groups per value (per combination of values of
+        `several` columns, where a value can stand in several groups)."""
+        if self.plain and not several:
+            return [
+                (pl.col(NEWEST) <= i).sum().alias(f"{self.name}@{label}")
+                for i, label in enumerate(ctx.window_labels)
+            ]
+        if self.plain:
+            value = pl.col(self.column)
+            return [
+                pl.when(pl.col(NEWEST) <= i)
+                .then(value)
+                .drop_nulls()
+                .n_unique()
+                .alias(f"{self.name}@{label}")
+                for i, label in enumerate(ctx.window_labels)
+            ]
         every, exclude = (
             [pl.col(e.meta.output_name()) for e in part] for part in self.lowest_buckets(ctx)
         )
@@ -534,6 +560,19 @@ def trend(stem: str, what: str) -> Derived:
     )
 
 
+def monthly_slope(stem: str, state: str, what: str, scale: float = FIXED_POINT) -> Single:
+    """``<stem>_slope_<N>m``: the least-squares slope of a :class:`Monthly` state over its
+    months, per month (its sums divided by `scale`: millionths by default)."""
+    return Single(
+        f"{stem}_slope_{{slope_months}}m",
+        "last {slope_months} months",
+        f"Least-squares slope of {what} per 30-day month over the last {{slope_months}} months "
+        "(CNY per month; 0 = flat, negative = falling)",
+        lambda s: slope(s.series(state)) / scale,
+        UNBOUNDED,
+    )
+
+
 Feature = PerWindow | Single | Derived
 
 
@@ -575,11 +614,35 @@ class EventFamily:
     def build(
         self, tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, ctx: Context
     ) -> tuple[list[FeatureDef], pl.LazyFrame]:
-        defs, frame = self.definitions(ctx), build_family(self, tables, spine, ctx)
+        """Definitions and one lazy frame over the whole `spine`."""
+        return self.with_views(tables, spine, build_family(self, tables, spine, ctx), ctx)
+
+    def collect(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        spine: pl.DataFrame,
+        ctx: Context,
+        slices: Sequence[pl.DataFrame],
+    ) -> tuple[list[FeatureDef], pl.DataFrame]:
+        """Definitions and the table over `spine`: the windowed states built slice by slice
+        (memory grows with a slice), the views over the whole spine (each reads all history
+        once)."""
+        parts = [collect(build_family(self, tables, part.lazy(), ctx)) for part in slices]
+        defs, frame = self.with_views(tables, spine.lazy(), pl.concat(parts).lazy(), ctx)
+        return defs, collect(frame)
+
+    def with_views(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        spine: pl.LazyFrame,
+        frame: pl.LazyFrame,
+        ctx: Context,
+    ) -> tuple[list[FeatureDef], pl.LazyFrame]:
+        defs = self.definitions(ctx)
         for view in self.views:
             view_defs, view_frame = view(tables, spine, ctx)
             defs += view_defs
-            frame = frame.join(view_frame, on="application_id", how="left")
+            frame = frame.join(collect(view_frame).lazy(), on="application_id", how="left")
         return defs, frame
 
 
@@ -600,6 +663,25 @@ class QueryFamily:
         self, tables: dict[str, pl.LazyFrame], spine: pl.LazyFrame, ctx: Context
     ) -> tuple[list[FeatureDef], pl.LazyFrame]:
         return self.query(tables, spine, ctx)
+
+    def collect(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        spine: pl.DataFrame,
+        ctx: Context,
+        slices: Sequence[pl.DataFrame],
+    ) -> tuple[list[FeatureDef], pl.DataFrame]:
+        """Definitions and the table over the whole `spine` (these queries are small)."""
+        defs, frame = self.build(tables, spine.lazy(), ctx)
+        return defs, collect(frame)
+
+
+def collect(frame: pl.LazyFrame) -> pl.DataFrame:
+    """`frame` by the streaming engine, without common-subplan elimination: a query that
+    aggregates its rows in several ways would otherwise hold them all in memory, to save a
+    second streaming pass over them."""
+    no_cache = pl.QueryOptFlags(comm_subplan_elim=False)
+    return frame.collect(engine="streaming", optimizations=no_cache)
 
 
 Family = EventFamily | QueryFamily
@@ -704,8 +786,9 @@ def build_family(
     collected = dict(
         zip(queries, pl.collect_all(queries.values(), engine="streaming"), strict=True)
     )
-    states = combine(family, {k: v.lazy() for k, v in collected.items()}, keyed, ctx)
-    states = second_pass(family, states, rows, ctx)
+    states = combine(family, {k: v.lazy() for k, v in collected.items()}, ctx)
+    narrow = collected[NARROW].lazy() if NARROW in collected else None
+    states = second_pass(family, states, narrow, ctx)
     return features_frame(family, keyed, states, ctx)
 
 
@@ -724,13 +807,11 @@ def joined_rows(
     keys = [APPLICATION, "user_id", "cutoff", "prev_loan_at"]
     keys += [CUTOFF_DAY] if source.cutoff_day else []
     rows = events_before_cutoff(keyed, events, ctx.horizon, source.time, keys=keys)
-    extra = [window_bucket(ctx.windows, source.time).alias(BUCKET)]
-    if source.local_clock:
-        extra.append(local_clock(source.time, ctx.timezone, span).alias(LOCAL))
-    return rows.with_columns(extra)
+    return rows.with_columns(window_bucket(ctx.windows, source.time).alias(BUCKET))
 
 
 PARTIAL = "partial"
+NARROW = "narrow"  # the joined rows' key, bucket, time and the columns second-pass states read
 
 
 def first_pass(
@@ -741,35 +822,85 @@ def first_pass(
     ctx: Context,
 ) -> dict[str, pl.LazyFrame]:
     """The queries over the joined rows, collected together: the partial states per (row,
-    bucket) (``PARTIAL``), one group-by per (row, value) of each column with distinct states
-    (keyed by the column) and the earlier uses of first-seen values (by the state's name)."""
+    bucket) (``PARTIAL``); per group of value columns, its distinct and first-seen states per
+    row and window (:func:`distinct_counts`); a narrow copy of the joined rows for the second
+    pass (``NARROW``)."""
     bucketed = [s for s in family.states if isinstance(s, Bucketed)]
     values = [*family.row_values(ctx), *(v for s in bucketed for v in s.row_values(ctx))]
     if any(s.since_prev_loan for s in bucketed):
         since = pl.col(family.source.time) >= pl.col("prev_loan_at")
         values.append(since.fill_null(False).alias(SINCE))
     counted = rows if family.state_rows is None else rows.filter(family.state_rows)
+    if family.source.local_clock:  # computed once per row, for the values and states it feeds
+        span = event_span(keyed, ctx.horizon)
+        counted = counted.with_columns(
+            local_clock(family.source.time, ctx.timezone, span).alias(LOCAL)
+        )
     aggs = [agg for s in bucketed for agg in s.partial(ctx)]
     queries = {PARTIAL: by_bucket(counted.with_columns(values), ctx.windows, aggs)}
-    for column, column_aggs in per_value_aggs(family, ctx).items():
-        per_value = rows.filter(pl.col(column).is_not_null()).group_by(APPLICATION, column)
-        queries[column] = per_value.agg(column_aggs)
-    for state in family.states:
-        if isinstance(state, FirstSeen):
-            queries[state.name] = earlier_uses(family.source, state, tables, keyed, ctx)
+    for columns, column_aggs in value_groups(family, ctx).items():
+        queries[group_key(columns)] = distinct_counts(
+            family, columns, column_aggs, rows, keyed, tables, ctx
+        )
+    second = sorted({s.column for s in family.states if isinstance(s, SECOND_PASS)})
+    if second:
+        queries[NARROW] = rows.select(APPLICATION, BUCKET, family.source.time, *second)
     return queries
 
 
-def per_value_aggs(family: EventFamily, ctx: Context) -> dict[str, list[pl.Expr]]:
-    """Per column with distinct or first-seen states: the aggregates of one (row, value)."""
-    aggs: dict[str, list[pl.Expr]] = {}
+def distinct_counts(
+    family: EventFamily,
+    columns: tuple[str, ...],
+    aggs: list[pl.Expr],
+    rows: pl.LazyFrame,
+    keyed: pl.LazyFrame,
+    tables: dict[str, pl.LazyFrame],
+    ctx: Context,
+) -> pl.LazyFrame:
+    """Per spine row: the distinct and first-seen states of `columns` per window, through one
+    group-by per (row, values) whose aggregates are `aggs`, streamed into the per-row counts."""
+    # One column: its nulls are no value. Several: a null counts in none of the columns.
+    kept = rows.filter(pl.col(columns[0]).is_not_null()) if len(columns) == 1 else rows
+    values = kept.group_by(APPLICATION, *columns).agg(aggs)
+    states = [
+        s for s in family.states if isinstance(s, Distinct | FirstSeen) and s.column in columns
+    ]
+    for state in states:
+        if isinstance(state, FirstSeen):
+            earlier = earlier_uses(family.source, state, tables, keyed, ctx)
+            values = new_only(values, earlier, keyed, state, ctx)
+    several = len(columns) > 1
+    counts = [
+        s.combine(ctx, several) if isinstance(s, Distinct) else s.combine(ctx) for s in states
+    ]
+    return values.group_by(APPLICATION).agg(a for combined in counts for a in combined)
+
+
+def value_groups(family: EventFamily, ctx: Context) -> dict[tuple[str, ...], list[pl.Expr]]:
+    """The group-bys per (row, value) and their aggregates: one per column with conditioned
+    distinct or first-seen states; one for all the columns that have only plain distinct
+    states, which are then counted from the lowest bucket of each combination of values."""
+    per_column: dict[str, list[pl.Expr]] = {}
+    plain: list[str] = []
     for state in family.states:
-        if isinstance(state, Distinct):
+        if isinstance(state, Distinct) and state.plain:
+            plain.append(state.column)
+        elif isinstance(state, Distinct):
             every, exclude = state.lowest_buckets(ctx)
-            aggs.setdefault(state.column, []).extend([*every, *exclude])
+            per_column.setdefault(state.column, []).extend([*every, *exclude])
         elif isinstance(state, FirstSeen):
-            aggs.setdefault(state.column, []).append(pl.col(BUCKET).max().alias(state.oldest))
-    return aggs
+            per_column.setdefault(state.column, []).append(pl.col(BUCKET).max().alias(state.oldest))
+    groups = {(column,): aggs for column, aggs in per_column.items()}
+    shared = tuple(dict.fromkeys(c for c in plain if c not in per_column))
+    if shared:
+        groups[shared] = [pl.col(BUCKET).min().alias(NEWEST)]
+    for column in dict.fromkeys(c for c in plain if c in per_column):
+        groups[(column,)].append(pl.col(BUCKET).min().alias(NEWEST))
+    return groups
+
+
+def group_key(columns: tuple[str, ...]) -> str:
+    return "values:" + ",".join(columns)
 
 
 def earlier_uses(
@@ -795,9 +926,7 @@ def earlier_uses(
     )
 
 
-def combine(
-    family: EventFamily, collected: dict[str, pl.LazyFrame], keyed: pl.LazyFrame, ctx: Context
-) -> pl.LazyFrame:
+def combine(family: EventFamily, collected: dict[str, pl.LazyFrame], ctx: Context) -> pl.LazyFrame:
     """Per spine row with events: every state combined per window (materialised: the second
     pass and the features read it several times)."""
     bucketed = [s for s in family.states if isinstance(s, Bucketed)]
@@ -806,15 +935,8 @@ def combine(
         .group_by(APPLICATION)
         .agg(agg for s in bucketed for agg in s.combine(ctx))
     )
-    for column in per_value_aggs(family, ctx):
-        values = collected[column]
-        on_column = [
-            s for s in family.states if isinstance(s, Distinct | FirstSeen) and s.column == column
-        ]
-        for state in on_column:
-            if isinstance(state, FirstSeen):
-                values = new_only(values, collected[state.name], keyed, state, ctx)
-        counts = values.group_by(APPLICATION).agg(a for s in on_column for a in s.combine(ctx))
+    for columns in value_groups(family, ctx):
+        counts = collected[group_key(columns)]
         frame = frame.join(counts, on=APPLICATION, how="full", coalesce=True)
     return frame.collect().lazy()
 
@@ -839,18 +961,13 @@ def new_only(
 
 
 def second_pass(
-    family: EventFamily, states: pl.LazyFrame, rows: pl.LazyFrame, ctx: Context
+    family: EventFamily, states: pl.LazyFrame, narrow: pl.LazyFrame | None, ctx: Context
 ) -> pl.LazyFrame:
-    """The states that read the first pass's windowed states, over the window's rows."""
+    """The states that read the first pass's windowed states, over the `narrow` copy of the
+    joined rows the first pass kept (``NARROW``)."""
     later = [s for s in family.states if isinstance(s, SECOND_PASS)]
-    if not later:
+    if not later or narrow is None:
         return states
-    columns = {s.column for s in later}
-    narrow = (
-        rows.select(APPLICATION, BUCKET, family.source.time, *sorted(columns))
-        .collect(engine="streaming")
-        .lazy()
-    )
     windowed = windowed_states(family)
     longest = States(ctx, windowed, ctx.window_labels[-1])
     for state in later:

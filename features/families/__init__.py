@@ -1,5 +1,7 @@
-"""One module per feature family; each exposes ``FAMILY`` and ``build(...)``.
+"""One module per feature family, each a declaration the engine (``features.engine``) reads:
+an ``EventFamily`` (consumption, transactions, app behaviour, social, bureau inquiries: source,
+row values, states, features, and views over all history where a family needs one) or a
+``QueryFamily`` (the application's profile, our own loans' history).
 
-``build(tables, spine, settings, timezone)`` returns the family's feature definitions and a
-lazy frame keyed by ``application_id`` with one row per spine application.
+``features.build.FAMILIES`` lists them in the feature table's column order.
 """

@@ -14,12 +14,10 @@ from features.base import (
     CENTS,
     FIXED_POINT,
     SHARE,
-    UNBOUNDED,
     cents,
     entropy_of_counts,
     fixed_point,
     ratio,
-    slope,
     std_from_sums,
 )
 from features.engine import (
@@ -39,6 +37,7 @@ from features.engine import (
     Source,
     States,
     Sum,
+    monthly_slope,
     recency,
     trend,
 )
@@ -207,14 +206,7 @@ FEATURES = (
     ),
     trend("consumption_count", "purchases"),
     trend("consumption_amount_sum", "amount spent"),
-    Single(
-        "consumption_amount_slope_{slope_months}m",
-        "last {slope_months} months",
-        "Least-squares slope of the amount spent per 30-day month over the last "
-        "{slope_months} months (CNY per month; 0 = flat, negative = spending less)",
-        lambda s: slope(s.series("amount_by_month")) / FIXED_POINT,
-        UNBOUNDED,
-    ),
+    monthly_slope("consumption_amount", "amount_by_month", "the amount spent"),
 )
 
 CONSUMPTION = EventFamily(

@@ -16,7 +16,6 @@ from features.base import (
     cents,
     fixed_point,
     ratio,
-    slope,
     std_from_sums,
 )
 from features.engine import (
@@ -35,6 +34,7 @@ from features.engine import (
     States,
     StateValue,
     Sum,
+    monthly_slope,
     recency,
     trend,
 )
@@ -259,14 +259,7 @@ FEATURES = (
         per_window=True,
     ),
     trend("txn_outflow_sum", "money out"),
-    Single(
-        "txn_net_flow_slope_{slope_months}m",
-        "last {slope_months} months",
-        "Least-squares slope of money in minus money out per 30-day month over the last "
-        "{slope_months} months (CNY per month; 0 = flat, negative = falling)",
-        lambda s: slope(s.series("net_by_month")) / FIXED_POINT,
-        UNBOUNDED,
-    ),
+    monthly_slope("txn_net_flow", "net_by_month", "money in minus money out"),
 )
 
 TRANSACTIONS = EventFamily(

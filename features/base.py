@@ -65,11 +65,12 @@ class FeatureSettings(BaseModel):
         description="Slope features fit the totals of this many 30-day months before the "
         "cut-off (within the longest window)",
     )
-    chunk_rows: int = Field(
-        250_000,
+    slice_rows: int = Field(
+        700_000,
         ge=1,
-        description="Spine rows built per pass, in cut-off order: the build's memory grows "
-        "with this, not with the history",
+        description="Most spine rows whose windowed features are built in one pass: a larger "
+        "spine is cut into slices of about equal size in cut-off order, so the build's memory "
+        "grows with a slice, not with the history",
     )
     active_days: int = Field(
         30,

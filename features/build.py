@@ -116,14 +116,14 @@ def feature_table(
 
     Used alike by the nightly flow and ``pdflow features``. The small tables several families
     read (SHARED_TABLES) are read into memory once. Each family is collected on its own by
-    the streaming engine, its windowed states in slices of ``features.chunk_rows`` spine rows
-    in cut-off order (``features.engine.EventFamily.collect``), so the peak is the largest
-    family's on one slice, not the sum of all over the whole history. The streaming group-by
+    the streaming engine, its windowed states in slices of at most ``features.slice_rows``
+    spine rows in cut-off order (``features.engine.EventFamily.collect``), so the peak is the
+    largest family's on one slice, not the sum of all over the whole history. The streaming group-by
     adds rows in a different order on every run, so the families take sums, means and spreads
     over fixed-point integers (``features.base``): identical inputs give bit-identical tables.
     """
     spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since, spine)
-    slices = list(spine_rows.iter_slices(settings.chunk_rows)) or [spine_rows]
+    slices = spine_slices(spine_rows, settings.slice_rows)
     ctx = Context(settings, timezone, labels)
     defs: list[FeatureDef] = []
     frames: list[pl.DataFrame] = []
@@ -133,6 +133,15 @@ def feature_table(
         frames.append(frame)
     defs, table = assemble(spine_rows, defs, frames, settings)
     return defs, table.sort("application_id")
+
+
+def spine_slices(spine: pl.DataFrame, most: int) -> list[pl.DataFrame]:
+    """`spine` cut into as few consecutive slices of at most `most` rows as it takes, of
+    about equal size (one if empty)."""
+    if spine.is_empty():
+        return [spine]
+    count = -(-spine.height // most)
+    return list(spine.iter_slices(-(-spine.height // count)))
 
 
 def spine_and_inputs(

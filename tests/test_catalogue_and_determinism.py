@@ -74,13 +74,13 @@ def test_same_data_and_seed_give_the_same_model(small_raw: Path) -> None:
 
 def test_the_streaming_build_gives_bit_identical_tables(small_raw: Path) -> None:
     """The streaming engine adds rows in any order; fixed-point sums keep every bit stable. The
-    spine built in slices (`features.chunk_rows`, here 7 of them, uneven) gives the same
+    spine built in slices (`features.slice_rows`, here 7 of them) gives the same
     table as in one."""
     view = build_view(scan_raw(small_raw), date(2025, 1, 1), TZ)
     tables = {name: frame.collect().lazy() for name, frame in view.kept.items()}
     runs = [feature_table(tables, FeatureSettings(), TZ, LabelSettings())[1] for _ in range(2)]
     assert runs[0].height > 1000
-    sliced = FeatureSettings(chunk_rows=runs[0].height // 6 - 1)
+    sliced = FeatureSettings(slice_rows=runs[0].height // 7 + 1)
     runs.append(feature_table(tables, sliced, TZ, LabelSettings())[1])
     for other in runs[1:]:
         assert_frame_equal(runs[0], other, check_exact=True)

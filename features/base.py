@@ -208,15 +208,6 @@ def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     return pl.when(denominator > 0).then(numerator / denominator)
 
 
-def slope(values: Sequence[pl.Expr]) -> pl.Expr:
-    """Least-squares slope of equally spaced `values` (oldest first) per step: 0 when flat."""
-    steps = len(values)
-    centre = (steps - 1) / 2
-    spread = sum((k - centre) ** 2 for k in range(steps))
-    terms = [v.cast(pl.Float64) * ((k - centre) / spread) for k, v in enumerate(values)]
-    return functools.reduce(operator.add, terms)
-
-
 def last_n(column: str, n: int, time_column: str = "ts") -> pl.Expr:
     """The column's values on the latest `n` rows (ties in time broken by value: deterministic)."""
     return pl.col(column).sort_by(time_column, column).tail(n)

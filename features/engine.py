@@ -7,8 +7,8 @@ A declaration (:class:`EventFamily`) names
   (:class:`Source`);
 - **row values**, computed once per joined row (a value several states read);
 - named **states**, each with its combine rule: :class:`Count`, :class:`Sum`, :class:`Max`,
-  :class:`Min`, :class:`DaySet` (distinct days or months, as bits), :class:`Monthly` (a sum
-  per month, for slopes), :class:`Distinct` (distinct
+  :class:`Min`, :class:`DaySet` (distinct days or months, as bits), :class:`MonthlySlope` (the slope
+  of the sums per month), :class:`Distinct` (distinct
   values of a column, optionally only those meeting conditions), :class:`FirstSeen` (values used
   for the first time ever), :class:`LastN` and :class:`Exceeding` (second-pass states over the
   window's rows);
@@ -38,6 +38,7 @@ the streaming group-by only ever reduces, however many rows are joined:
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,6 @@ from features.base import (
     events_before_cutoff,
     last_n,
     only_after_a_loan,
-    slope,
     window_bucket,
     window_label,
     with_application_key,
@@ -273,31 +273,44 @@ NEWEST = "_newest"  # per (row, value): the lowest bucket its rows fall in
 
 
 @dataclass(frozen=True)
-class Monthly(Bucketed):
-    """Sums of an integer-valued expression per 30-day month before the cut-off, over the last
-    ``slope_months`` months: a series (``<name>#0`` the latest month; read with
-    :meth:`States.series`)."""
+class MonthlySlope(Bucketed):
+    """The least-squares slope of the sums of an integer-valued expression per 30-day month,
+    over the last ``slope_months`` months before the cut-off (read it with
+    :meth:`States.slope`: per month, in the expression's unit).
+
+    Kept as one exact integer sum: each row's value times its month's integer weight
+    ``2x - (n - 1)`` (x = 0 for the oldest month of n), which is the slope's numerator times
+    two; no per-month sums are held."""
 
     value: Value = field(default=None)  # type: ignore[assignment]
     time: str = "ts"
     windowed: bool = False
 
-    def months(self, ctx: Context) -> int:
-        return ctx.settings.slope_months
-
     def row_values(self, ctx: Context) -> list[pl.Expr]:
+        months = ctx.settings.slope_months
         age = (pl.col("cutoff") - pl.col(self.time)).dt.total_microseconds()
-        return [(age // (MONTH_DAYS * 86_400 * 10**6)).alias(f"_{self.name}_month")]
+        latest_first = age // (MONTH_DAYS * 86_400 * 10**6)
+        weight = (months - 1) - 2 * latest_first
+        return [pl.when(latest_first < months).then(weight).alias(f"_{self.name}_weight")]
 
     def partial(self, ctx: Context) -> list[pl.Expr]:
-        value, month = resolve(self.value, ctx), pl.col(f"_{self.name}_month")
-        return [
-            pl.when(month == k).then(value).sum().alias(f"{self.name}#{k}")
-            for k in range(self.months(ctx))
-        ]
+        weighted = resolve(self.value, ctx).cast(pl.Int128) * pl.col(f"_{self.name}_weight")
+        return [weighted.sum().alias(self.name)]
 
     def combine(self, ctx: Context) -> list[pl.Expr]:
-        return [pl.col(f"{self.name}#{k}").sum() for k in range(self.months(ctx))]
+        return [pl.col(self.name).sum()]
+
+    @staticmethod
+    def per_unit(ctx: Context) -> float:
+        """What the weighted sum is multiplied by to give the slope: with n months, the
+        slope is sum((x - mean) * y) / sum((x - mean)^2) = weighted / 2 * 12 / (n (n^2 - 1))."""
+        n = ctx.settings.slope_months
+        return 6 / (n * (n * n - 1))
+
+
+def condition_name(condition: pl.Expr) -> str:
+    """A column name for the lowest bucket of a condition's rows, the same for equal ones."""
+    return "_lowest_" + hashlib.sha1(str(condition).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -323,13 +336,13 @@ class Distinct:
         every = [resolve(c, ctx) for c in self.all_of] or [pl.lit(True)]
         exclude = [resolve(c, ctx) for c in self.none_of]
 
-        def lowest(conditions: list[pl.Expr], kind: str) -> list[pl.Expr]:
+        def lowest(conditions: list[pl.Expr]) -> list[pl.Expr]:
+            # Named by the condition: states of a column that share one share the aggregate.
             return [
-                pl.when(c).then(pl.col(BUCKET)).min().alias(f"_{self.name}_{kind}{k}")
-                for k, c in enumerate(conditions)
+                pl.when(c).then(pl.col(BUCKET)).min().alias(condition_name(c)) for c in conditions
             ]
 
-        return lowest(every, "all"), lowest(exclude, "none")
+        return lowest(every), lowest(exclude)
 
     def combine(self, ctx: Context, several: bool = False) -> list[pl.Expr]:
         """Per row and window, from its groups per value (per combination of values of
@@ -418,7 +431,9 @@ class Exceeding:
     fill: ClassVar[float | None] = 0
 
 
-AnyState = Count | Sum | Max | Min | DaySet | Monthly | Distinct | FirstSeen | LastN | Exceeding
+AnyState = (
+    Count | Sum | Max | Min | DaySet | MonthlySlope | Distinct | FirstSeen | LastN | Exceeding
+)
 SECOND_PASS = (LastN, Exceeding)
 
 
@@ -438,11 +453,9 @@ class States:
         self.read.add(name)
         return pl.col(f"{name}@{self.label}" if name in self.windowed else name)
 
-    def series(self, name: str) -> list[pl.Expr]:
-        """A :class:`Monthly` state's months, the oldest first."""
-        self.read.add(name)
-        months = range(self.ctx.settings.slope_months)
-        return [pl.col(f"{name}#{k}") for k in reversed(months)]
+    def slope(self, name: str) -> pl.Expr:
+        """A :class:`MonthlySlope` state as the slope per month."""
+        return self(name).cast(pl.Float64) * MonthlySlope.per_unit(self.ctx)
 
 
 class Features:
@@ -561,14 +574,14 @@ def trend(stem: str, what: str) -> Derived:
 
 
 def monthly_slope(stem: str, state: str, what: str, scale: float = FIXED_POINT) -> Single:
-    """``<stem>_slope_<N>m``: the least-squares slope of a :class:`Monthly` state over its
-    months, per month (its sums divided by `scale`: millionths by default)."""
+    """``<stem>_slope_<N>m``: the slope of a :class:`MonthlySlope` state, per month (divided by
+    `scale`: its values are millionths by default)."""
     return Single(
         f"{stem}_slope_{{slope_months}}m",
         "last {slope_months} months",
         f"Least-squares slope of {what} per 30-day month over the last {{slope_months}} months "
         "(CNY per month; 0 = flat, negative = falling)",
-        lambda s: slope(s.series(state)) / scale,
+        lambda s: s.slope(state) / scale,
         UNBOUNDED,
     )
 
@@ -890,7 +903,10 @@ def value_groups(family: EventFamily, ctx: Context) -> dict[tuple[str, ...], lis
             per_column.setdefault(state.column, []).extend([*every, *exclude])
         elif isinstance(state, FirstSeen):
             per_column.setdefault(state.column, []).append(pl.col(BUCKET).max().alias(state.oldest))
-    groups = {(column,): aggs for column, aggs in per_column.items()}
+    groups = {
+        (column,): list({a.meta.output_name(): a for a in aggs}.values())
+        for column, aggs in per_column.items()
+    }
     shared = tuple(dict.fromkeys(c for c in plain if c not in per_column))
     if shared:
         groups[shared] = [pl.col(BUCKET).min().alias(NEWEST)]

@@ -7,8 +7,10 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from family_frames import applications, build_family, row, utc
@@ -168,3 +170,30 @@ def test_every_catalogued_feature_has_a_description_and_a_family() -> None:
     defs = feature_definitions(FeatureSettings(), "Asia/Shanghai")
     assert len({d.name for d in defs}) == len(defs)
     assert all(d.description.strip() and d.family for d in defs)
+
+
+def test_monthly_slopes_are_the_least_squares_slope_of_the_monthly_sums() -> None:
+    """Spend of 60, 20, 50, 0, 10, 90 CNY in the 30-day months before the cut-off (latest
+    first): the slope is numpy's least-squares fit of the sums oldest first; purchases older
+    than six months count in none."""
+    cutoff = datetime(2024, 6, 10, tzinfo=UTC) - timedelta(hours=8)  # local midnight
+    by_month = [60.0, 20.0, 50.0, 0.0, 10.0, 90.0, 500.0]  # the last is 6 months back
+    times = [cutoff - timedelta(days=30 * k + 3) for k in range(len(by_month))]
+    apps = applications(
+        [("a1", "u1", "2024-06-10 12:00")], ["application_id", "user_id", "applied_at"]
+    )
+    purchases = pl.LazyFrame(
+        {
+            "user_id": ["u1"] * len(by_month),
+            "ts": times,
+            "amount": by_month,
+            "merchant_category": ["groceries"] * len(by_month),
+            "city": ["c"] * len(by_month),
+            "device_id": ["d"] * len(by_month),
+            "pay_method": ["balance"] * len(by_month),
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )
+    table = build_family(CONSUMPTION, {"applications": apps, "consumption": purchases})
+    expected = np.polyfit(np.arange(6), by_month[:6][::-1], 1)[0]
+    assert row(table, "a1")["consumption_amount_slope_6m"] == pytest.approx(expected, abs=1e-9)

@@ -31,7 +31,7 @@ from features.engine import (
     Exceeding,
     LastN,
     Max,
-    Monthly,
+    MonthlySlope,
     PerWindow,
     Single,
     Source,
@@ -77,7 +77,7 @@ STATES = (
     *(Count(category_state(c), when=pl.col("merchant_category") == c) for c in MERCHANT_CATEGORIES),
     DaySet("days", offset=local_day_offset),
     Max("last_ts", value=pl.col("ts"), windowed=False),
-    Monthly("amount_by_month", value=pl.col("_micro")),
+    MonthlySlope("amount_slope", value=pl.col("_micro")),
     Distinct("city", "city"),
     Distinct("device_id", "device_id"),
     Exceeding(
@@ -206,7 +206,7 @@ FEATURES = (
     ),
     trend("consumption_count", "purchases"),
     trend("consumption_amount_sum", "amount spent"),
-    monthly_slope("consumption_amount", "amount_by_month", "the amount spent"),
+    monthly_slope("consumption_amount", "amount_slope", "the amount spent"),
 )
 
 CONSUMPTION = EventFamily(

@@ -27,7 +27,7 @@ from features.engine import (
     Distinct,
     EventFamily,
     Max,
-    Monthly,
+    MonthlySlope,
     PerWindow,
     Single,
     Source,
@@ -116,7 +116,7 @@ STATES = (
     ),
     # A row that is not "in" counts as money out, as a null direction does in the sum.
     Sum(sum_state("net"), value=NET),
-    Monthly("net_by_month", value=NET),
+    MonthlySlope("net_slope", value=NET),
     Max("last_salary_ts", value=pl.when(is_kind("salary")).then(pl.col("ts")), windowed=False),
     DaySet(
         "salary_months",
@@ -259,7 +259,7 @@ FEATURES = (
         per_window=True,
     ),
     trend("txn_outflow_sum", "money out"),
-    monthly_slope("txn_net_flow", "net_by_month", "money in minus money out"),
+    monthly_slope("txn_net_flow", "net_slope", "money in minus money out"),
 )
 
 TRANSACTIONS = EventFamily(

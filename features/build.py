@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +13,7 @@ from data.config import LabelSettings
 from data.contract import TABLES
 from features import spines, store
 from features.base import FeatureDef, FeatureSettings
-from features.engine import Context, Family, check_unique
+from features.engine import Context, EventFamily, Family, check_unique
 from features.families import (
     app_behaviour,
     application,
@@ -74,10 +74,11 @@ def assemble(
     frames: list[pl.LazyFrame] | list[pl.DataFrame],
     settings: FeatureSettings,
 ) -> tuple[list[FeatureDef], pl.LazyFrame | pl.DataFrame]:
-    """Join the families' frames on the spine; add the features that read several families."""
+    """Join the families' frames on the spine, in its row order (`frames` is emptied as they
+    are joined); add the features that read several families."""
     frame = spine.select(KEYS)
-    for family_frame in frames:
-        frame = frame.join(family_frame, on="application_id", how="left")
+    while frames:  # each family's frame let go once joined: memory holds one table, not two
+        frame = frame.join(frames.pop(0), on="application_id", how="left", maintain_order="left")
     across = application.income_relative(settings, {d.name for d in defs})
     frame = frame.with_columns(d.expr.alias(d.name) for d in across)
     defs = [*defs, *(d.definition(application.FAMILY) for d in across)]
@@ -125,14 +126,18 @@ def feature_table(
     spine_rows, tables = spine_and_inputs(tables, settings, timezone, known, since, spine)
     slices = spine_slices(spine_rows, settings.slice_rows)
     ctx = Context(settings, timezone, labels)
-    defs: list[FeatureDef] = []
-    frames: list[pl.DataFrame] = []
-    for family in FAMILIES:
-        family_defs, frame = family.collect(tables, spine_rows, ctx, slices)
-        defs.extend(family_defs)
-        frames.append(frame)
-    defs, table = assemble(spine_rows, defs, frames, settings)
-    return defs, table.sort("application_id")
+    built: dict[int, tuple[list[FeatureDef], pl.DataFrame]] = {}
+    for i in heaviest_first(FAMILIES):
+        built[i] = FAMILIES[i].collect(tables, spine_rows, ctx, slices)
+    defs = [d for i in sorted(built) for d in built[i][0]]
+    frames = [built.pop(i)[1] for i in sorted(built)]
+    return assemble(spine_rows.sort("application_id"), defs, frames, settings)
+
+
+def heaviest_first(families: Sequence[Family]) -> list[int]:
+    """The order to build families in: the event families first, while few results are held
+    (their slices need the most memory); their results are put back in declared order."""
+    return sorted(range(len(families)), key=lambda i: not isinstance(families[i], EventFamily))
 
 
 def spine_slices(spine: pl.DataFrame, most: int) -> list[pl.DataFrame]:

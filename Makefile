@@ -32,10 +32,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 # The inner loop: everything but the end-to-end flows and the gate's runs of the CLI on
-# corrupted roots (markers slow and fuzz).
+# corrupted roots (markers slow and fuzz), the point-in-time property tests on 15 examples
+# instead of 60.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not fuzz" tests
+	PDFLOW_PROPERTY_EXAMPLES=15 $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not fuzz" tests
 
 # A longer search of the gate's fuzz suite (tests/test_gate_fuzz.py) than `make test` runs:
 # FUZZ_EXAMPLES examples from a random seed, printed (replay with `make fuzz SEED=<seed>`),

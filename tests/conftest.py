@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hypothesis import HealthCheck, Phase, settings
 
 from data.generator import GeneratorConfig, generate
@@ -46,10 +47,15 @@ SMALL = GeneratorConfig(users=6_000, months=20, seed=11, start=date(2024, 1, 1))
 
 
 @pytest.fixture(scope="session")
-def small_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A raw root of 6,000 users over 20 months: enough mature loans for a time split."""
-    out = tmp_path_factory.mktemp("raw") / "small"
-    generate(out, SMALL, progress=False)
+def small_raw(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A raw root of 6,000 users over 20 months: enough mature loans for a time split. Read
+    only; generated once for all test workers (they share the base folder's parent, and
+    `generate` writes the root whole or not at all)."""
+    base = tmp_path_factory.getbasetemp()
+    out = (base if worker_id == "master" else base.parent) / "small-raw"
+    with FileLock(f"{out}.lock"):
+        if not out.is_dir():
+            generate(out, SMALL, progress=False)
     return out
 
 

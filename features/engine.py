@@ -40,9 +40,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import polars as pl
 
@@ -61,6 +62,7 @@ from features.base import (
     count_bits,
     day_bit_words,
     day_bits,
+    days_between,
     event_span,
     events_before_cutoff,
     last_n,
@@ -138,13 +140,8 @@ class Source:
 # States
 
 
-class State(Protocol):
-    name: str
-    fill: ClassVar[float | None]  # the value of a spine row without events
-
-
 @dataclass(frozen=True)
-class Bucketed:
+class Bucketed(ABC):
     """A state aggregated per (row, window bucket) and combined over the buckets of each window
     (`windowed`) or over all of them (the longest window). With `since_prev_loan`, also over
     the rows since the previous loan (``<name>@since_prev_loan``)."""
@@ -157,8 +154,9 @@ class Bucketed:
     def row_values(self, ctx: Context) -> list[pl.Expr]:
         return []
 
+    @abstractmethod
     def partial(self, ctx: Context) -> list[pl.Expr]:
-        raise NotImplementedError
+        """The aggregates of one (row, window bucket) group."""
 
     def combine(self, ctx: Context) -> list[pl.Expr]:
         if self.windowed:
@@ -524,13 +522,9 @@ def recency(name: str, state: str, description: str) -> Single:
         name,
         "{horizon}d",
         description,
-        lambda s: days_between_cutoff(s(state)),
+        lambda s: days_between(pl.col("cutoff"), s(state)),
         (0.0, "{horizon}"),
     )
-
-
-def days_between_cutoff(earlier: pl.Expr) -> pl.Expr:
-    return (pl.col("cutoff") - earlier).dt.total_seconds(fractional=True) / 86_400.0
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --editable .
 	@touch $(STAMP)
 
@@ -27,16 +27,26 @@ run: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/pdflow --workspace $(WORKSPACE) ui
 
+# The tests' temporary folders (generated roots: thousands of small files) go to a
+# memory-backed folder where the machine has one with room (TEST_SHM_GIB free), one per
+# checkout, removed after a run that passes (a failed run's are kept to read); elsewhere, or
+# with `TEST_SHM=`, to pytest's default.
+TEST_SHM_GIB ?= 4
+TEST_SHM ?= $(shell test -d /dev/shm -a -w /dev/shm && \
+	df -Pk /dev/shm | awk 'NR == 2 && $$4 > $(TEST_SHM_GIB) * 1048576 { ok = 1 } END { exit !ok }' && \
+	echo /dev/shm/pdflow-tests-$$(printf %s "$(CURDIR)" | md5sum | cut -c1-12))
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup $(if $(TEST_SHM),--basetemp=$(TEST_SHM))
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(PYTEST) tests $(if $(TEST_SHM),&& rm -rf $(TEST_SHM))
 
 # The inner loop: everything but the end-to-end flows and the gate's runs of the CLI on
 # corrupted roots (markers slow and fuzz), the point-in-time property tests on 15 examples
 # instead of 60.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	PDFLOW_PROPERTY_EXAMPLES=15 $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not fuzz" tests
+	PDFLOW_PROPERTY_EXAMPLES=15 $(PYTEST) -m "not slow and not fuzz" tests $(if $(TEST_SHM),&& rm -rf $(TEST_SHM))
 
 # A longer search of the gate's fuzz suite (tests/test_gate_fuzz.py) than `make test` runs:
 # FUZZ_EXAMPLES examples from a random seed, printed (replay with `make fuzz SEED=<seed>`),

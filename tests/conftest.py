@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
-# Two pytest workers each running LightGBM on two threads oversubscribe two cores, and
-# OpenMP's spinning waits then make every boosting round several times slower. Set before
-# anything loads the OpenMP runtime.
+# The suite runs on two workers over two cores: each worker's LightGBM fits get one thread
+# (`training.num_threads`, in process and in the `pdflow` commands tests start). With two
+# threads each, the workers oversubscribe the cores and OpenMP's spinning waits make every
+# boosting round many times slower; with passive waits a worker left alone pays a wake-up
+# per parallel region instead. Set before anything loads the OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("PDFLOW_TRAINING__NUM_THREADS", "1")
 
 from datetime import date
 from pathlib import Path
@@ -17,6 +20,10 @@ from filelock import FileLock
 from hypothesis import HealthCheck, Phase, settings
 
 from data.generator import GeneratorConfig, generate
+from models.config import TrainSettings
+
+TrainSettings.model_fields["num_threads"].default = int(os.environ["PDFLOW_TRAINING__NUM_THREADS"])
+TrainSettings.model_rebuild(force=True)
 
 # Hypothesis profiles of the gate's fuzz suite (tests/test_gate_fuzz.py), chosen with
 # PDFLOW_FUZZ_PROFILE. Each example runs `pdflow` in a subprocess (seconds each: validate,

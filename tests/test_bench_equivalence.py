@@ -16,6 +16,9 @@ from features.base import APPLICATION, FeatureSettings, with_application_key
 from features.engine import Context
 from features.families import consumption
 
+# One worker runs the module: its module-scoped worlds are built once, not once per worker.
+pytestmark = pytest.mark.xdist_group("bench_equivalence")
+
 TZ = bench_features.TZ
 SETTINGS = FeatureSettings()
 REL_TOL = 1e-9

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from data.config import ValidationSettings
@@ -50,7 +51,8 @@ def rewrite(raw: Path, table: str, change: Callable[[pl.DataFrame], pl.DataFrame
 
 
 def rows_on_disk(raw: Path, table: str) -> int:
-    return sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in files(raw, table))
+    """The rows the table's files hold, from their footers."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files(raw, table))
 
 
 def gate(raw: Path, tmp_path: Path, as_of: date | None = None, **settings) -> GateReport:

@@ -14,6 +14,9 @@ from data.contract import EVENT_TABLES, PARTITION_COLUMN, TABLES
 from data.generator import GeneratorConfig, generate
 from data.generator.timeline import add_months
 
+# One worker runs the module: its module-scoped worlds are built once, not once per worker.
+pytestmark = pytest.mark.xdist_group("generator")
+
 SMALL = GeneratorConfig(users=600, months=7, seed=11, start=date(2024, 3, 1), block_users=300)
 TZ = "Asia/Shanghai"
 

@@ -26,6 +26,9 @@ from data.generator.timeline import Timeline
 from flows.cli import app
 from flows.settings import load_settings
 
+# One worker runs the module: its module-scoped worlds are built once, not once per worker.
+pytestmark = pytest.mark.xdist_group("generator_scenarios")
+
 # Big enough for stable rank correlations (about 1,400 users with an application), small
 # enough to generate in about 1.5 s.
 BASE = GeneratorConfig(users=6_000, months=6, seed=5)

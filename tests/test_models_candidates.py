@@ -38,6 +38,9 @@ from models.scorecard import ScorecardFitter, ScorecardParams, tune_scorecard
 from models.split import time_split
 from models.train import FeatureSpec
 
+# One worker runs the module: its module-scoped worlds are built once, not once per worker.
+pytestmark = pytest.mark.xdist_group("models_candidates")
+
 TZ = "Asia/Shanghai"
 SETTINGS = TrainSettings(trials=4, scorecard_trials=4, max_rounds=300, early_stopping_rounds=30)
 QUICK = EvaluationSettings(baselines=False)
@@ -84,8 +87,10 @@ def world(kind: str, n: int = 12_000, seed: int = 0) -> tuple[pl.DataFrame, pl.D
     return features, labels
 
 
-def train(kind: str, **settings: object) -> pipeline.TrainingOutcome:
-    features, labels = world(kind)
+def train(
+    kind: str, evaluation: EvaluationSettings = QUICK, n: int = 12_000, **settings: object
+) -> pipeline.TrainingOutcome:
+    features, labels = world(kind, n)
     return pipeline.train_pd_model(
         features,
         labels,
@@ -94,7 +99,7 @@ def train(kind: str, **settings: object) -> pipeline.TrainingOutcome:
         SETTINGS.model_copy(update=settings),
         TZ,
         show_progress=False,
-        evaluation=QUICK,
+        evaluation=evaluation,
     )
 
 
@@ -194,7 +199,7 @@ def test_the_refit_sees_what_the_setting_says(monkeypatch, final_refit: str) -> 
         return refit(recipe, spec, frame, settings, folds, methods)
 
     monkeypatch.setattr(pipeline, "refit", recording)
-    outcome = train("linear", final_refit=final_refit, trials=1, scorecard_trials=1)
+    outcome = train("linear", n=4_000, final_refit=final_refit, trials=1, scorecard_trials=1)
     expected = {
         "none": [],
         "train_valid": [["train", "valid"]],
@@ -253,7 +258,7 @@ def test_every_candidate_type_is_deterministic(parts, candidates) -> None:
     for name in ("scorecard", "lightgbm", "blend"):
         assert pickle.dumps(first[name].scorer) == pickle.dumps(second[name].scorer), name
         assert first[name].valid_auc == second[name].valid_auc
-    a, b = (refit(c["blend"].recipe, spec, seen, SETTINGS, 5) for c in (first, second))
+    a, b = (refit(c["blend"].recipe, spec, seen, SETTINGS, 2) for c in (first, second))
     assert isinstance(a.scorer, Blend)
     assert pickle.dumps(a.scorer) == pickle.dumps(b.scorer)
     assert a.brier == b.brier
@@ -456,5 +461,6 @@ def test_a_refit_that_ranks_no_better_than_chance_passes_the_choice_on(parts, ca
 
 
 def test_a_world_without_signal_stops_with_a_clear_error() -> None:
+    two_folds = QUICK.model_copy(update={"calibration_folds": 2})
     with pytest.raises(NoUsableModel, match="More labelled loans"):
-        train("noise", trials=1, scorecard_trials=1)
+        train("noise", two_folds, trials=1, scorecard_trials=1)

@@ -66,7 +66,7 @@ class FeatureSettings(BaseModel):
         "cut-off (within the longest window)",
     )
     slice_rows: int = Field(
-        400_000,
+        700_000,
         ge=1,
         description="Most spine rows whose windowed features are built in one pass: a larger "
         "spine is cut into slices of about equal size in cut-off order, so the build's memory "

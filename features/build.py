@@ -13,7 +13,7 @@ from data.config import LabelSettings
 from data.contract import TABLES
 from features import spines, store
 from features.base import FeatureDef, FeatureSettings
-from features.engine import Context, EventFamily, Family, check_unique
+from features.engine import Context, EventFamily, Family, check_unique, value_groups
 from features.families import (
     app_behaviour,
     application,
@@ -127,17 +127,26 @@ def feature_table(
     slices = spine_slices(spine_rows, settings.slice_rows)
     ctx = Context(settings, timezone, labels)
     built: dict[int, tuple[list[FeatureDef], pl.DataFrame]] = {}
-    for i in heaviest_first(FAMILIES):
+    for i in heaviest_first(FAMILIES, ctx):
         built[i] = FAMILIES[i].collect(tables, spine_rows, ctx, slices)
     defs = [d for i in sorted(built) for d in built[i][0]]
     frames = [built.pop(i)[1] for i in sorted(built)]
     return assemble(spine_rows.sort("application_id"), defs, frames, settings)
 
 
-def heaviest_first(families: Sequence[Family]) -> list[int]:
-    """The order to build families in: the event families first, while few results are held
-    (their slices need the most memory); their results are put back in declared order."""
-    return sorted(range(len(families)), key=lambda i: not isinstance(families[i], EventFamily))
+def heaviest_first(families: Sequence[Family], ctx: Context) -> list[int]:
+    """The order to build families in, so that the slices needing the most memory run while
+    few results are held: event families first, those with the most group-bys per (row,
+    value) first among them (``features.engine.value_groups``: the distinct and first-seen
+    states, whose groups grow with each row's events); results go back in declared order."""
+
+    def weight(i: int) -> tuple[bool, int]:
+        family = families[i]
+        if not isinstance(family, EventFamily):
+            return (True, 0)
+        return (False, -len(value_groups(family, ctx)))
+
+    return sorted(range(len(families)), key=weight)
 
 
 def spine_slices(spine: pl.DataFrame, most: int) -> list[pl.DataFrame]:

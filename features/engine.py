@@ -126,7 +126,8 @@ def resolve(value: Value | None, ctx: Context) -> pl.Expr | None:
 class Source:
     """The events a family reads: `table`'s `columns` (``user_id`` and `time` among them),
     `prepare`d, with the joined rows' local wall-clock time (``LOCAL``) and the spine row's
-    local day (``CUTOFF_DAY``) where asked."""
+    local day (``CUTOFF_DAY``) where asked. `prepare` sees only the events some spine row's
+    longest window can hold (a neighbour it reads outside them is in no window either)."""
 
     table: str
     columns: tuple[str, ...]
@@ -804,13 +805,13 @@ def joined_rows(
 ) -> pl.LazyFrame:
     """Each spine row's events within its longest window, with their window bucket. Only the
     events between the earliest cut-off less the longest window and the latest cut-off are
-    read (after `prepare`, which may read a row's neighbours)."""
+    read, and `prepare`d."""
     events = tables[source.table].select(source.columns)
-    if source.prepare is not None:
-        events = source.prepare(events)
     span = event_span(keyed, ctx.horizon)
     if span is not None:
         events = events.filter(pl.col(source.time).is_between(*span, closed="left"))
+    if source.prepare is not None:
+        events = source.prepare(events)
     keys = [APPLICATION, "user_id", "cutoff", "prev_loan_at"]
     keys += [CUTOFF_DAY] if source.cutoff_day else []
     rows = events_before_cutoff(keyed, events, ctx.horizon, source.time, keys=keys)

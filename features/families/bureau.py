@@ -71,8 +71,10 @@ COUNTED = {  # feature stem: (state, rows counted, description)
 
 
 def with_gaps(inquiries: pl.LazyFrame) -> pl.LazyFrame:
-    """Each inquiry with the time of the user's inquiry just before it and the gap in days
-    (null for the first). The one before is never later, so the cut-off still bounds it."""
+    """Each inquiry with the time of the user's inquiry just before it among those read and
+    the gap in days (null for the first). The one before is never later, so the cut-off still
+    bounds it; the engine reads from the earliest window's start, and a gap whose earlier
+    inquiry is older is in no window (:func:`gap`)."""
     previous_ts = pl.col("ts").shift(1).over("user_id", order_by="ts")
     return inquiries.with_columns(previous_ts=previous_ts).with_columns(
         gap_days=days_between(pl.col("ts"), pl.col("previous_ts"))

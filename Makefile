@@ -32,21 +32,25 @@ ui: $(STAMP)
 # checkout, removed after a run that passes (a failed run's are kept to read); elsewhere, or
 # with `TEST_SHM=`, to pytest's default.
 TEST_SHM_GIB ?= 4
-TEST_SHM ?= $(shell test -d /dev/shm -a -w /dev/shm && \
+ifeq ($(origin TEST_SHM), undefined)
+TEST_SHM := $(shell test -d /dev/shm -a -w /dev/shm && \
 	df -Pk /dev/shm | awk 'NR == 2 && $$4 > $(TEST_SHM_GIB) * 1048576 { ok = 1 } END { exit !ok }' && \
 	echo /dev/shm/pdflow-tests-$$(printf %s "$(CURDIR)" | md5sum | cut -c1-12))
-PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup $(if $(TEST_SHM),--basetemp=$(TEST_SHM))
+endif
+# `$(call pytest,ARGS)`: the suite's pytest run on two workers, its folders removed if it passed.
+pytest = $(BIN)/python -m pytest -n 2 --dist loadgroup $(if $(TEST_SHM),--basetemp=$(TEST_SHM)) \
+	$(1) $(if $(TEST_SHM),&& rm -rf $(TEST_SHM))
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(PYTEST) tests $(if $(TEST_SHM),&& rm -rf $(TEST_SHM))
+	$(call pytest,tests)
 
 # The inner loop: everything but the end-to-end flows and the gate's runs of the CLI on
 # corrupted roots (markers slow and fuzz), the point-in-time property tests on 15 examples
 # instead of 60.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	PDFLOW_PROPERTY_EXAMPLES=15 $(PYTEST) -m "not slow and not fuzz" tests $(if $(TEST_SHM),&& rm -rf $(TEST_SHM))
+	PDFLOW_PROPERTY_EXAMPLES=15 $(call pytest,-m "not slow and not fuzz" tests)
 
 # A longer search of the gate's fuzz suite (tests/test_gate_fuzz.py) than `make test` runs:
 # FUZZ_EXAMPLES examples from a random seed, printed (replay with `make fuzz SEED=<seed>`),

@@ -867,9 +867,9 @@ def distinct_counts(
 ) -> pl.LazyFrame:
     """Per spine row: the distinct and first-seen states of `columns` per window, through one
     group-by per (row, values) whose aggregates are `aggs`, streamed into the per-row counts."""
-    # One column: its nulls are no value. Several: a null counts in none of the columns.
-    kept = rows.filter(pl.col(columns[0]).is_not_null()) if len(columns) == 1 else rows
-    values = kept.group_by(APPLICATION, *columns).agg(aggs)
+    values = rows.group_by(APPLICATION, *columns).agg(aggs)
+    if len(columns) == 1:  # Several columns: a null counts in none of them (``Distinct``).
+        values = values.with_columns(no_buckets_for_null(columns[0], aggs))
     states = [
         s for s in family.states if isinstance(s, Distinct | FirstSeen) and s.column in columns
     ]
@@ -882,6 +882,16 @@ def distinct_counts(
         s.combine(ctx, several) if isinstance(s, Distinct) else s.combine(ctx) for s in states
     ]
     return values.group_by(APPLICATION).agg(a for combined in counts for a in combined)
+
+
+def no_buckets_for_null(column: str, aggs: list[pl.Expr]) -> list[pl.Expr]:
+    """The aggregates of a (row, value) group cleared where the value is null, so that a null
+    is no value and counts in no window. Clearing groups, not filtering rows: a filter on the
+    joined rows keeps Polars from sharing them with the family's other queries (each then
+    joins the events again)."""
+    is_value = pl.col(column).is_not_null()
+    names = [agg.meta.output_name() for agg in aggs]
+    return [pl.when(is_value).then(pl.col(name)).alias(name) for name in names]
 
 
 def value_groups(family: EventFamily, ctx: Context) -> dict[tuple[str, ...], list[pl.Expr]]:

@@ -22,7 +22,9 @@ from features.engine import (
     Count,
     DeclarationError,
     Derived,
+    Distinct,
     EventFamily,
+    FirstSeen,
     LastN,
     PerWindow,
     Single,
@@ -164,6 +166,42 @@ def test_one_declaration_adds_a_feature_the_engine_computes() -> None:
     assert "consumption_large_share_30d" in catalogue_markdown(
         extended.definitions(Context(FeatureSettings()))
     )
+
+
+def test_a_null_value_counts_in_no_window_of_a_distinct_or_first_seen_state() -> None:
+    """Devices per window, plain, conditioned (on a large amount) and first seen: the rows
+    without a device count as rows, never as a device."""
+    large = pl.col("amount") > 100
+    states = (
+        Count("n"),
+        Distinct("devices", "device_id"),
+        Distinct("large_devices", "device_id", all_of=(large,)),
+        FirstSeen("new_devices", "device_id"),
+    )
+    made = family(
+        per_window("test_n"),
+        *(
+            per_window(f"test_{name}", lambda s, n=name: s(n), description="Devices")
+            for name in ("devices", "large_devices", "new_devices")
+        ),
+        states=states,
+    )
+    made = replace(made, source=Source("consumption", ("user_id", "ts", "amount", "device_id")))
+    apps = applications(
+        [("a1", "u1", "2024-06-10 12:00")], ["application_id", "user_id", "applied_at"]
+    )
+    purchases = pl.LazyFrame(
+        {
+            "user_id": ["u1"] * 4,
+            "ts": ["2024-06-09 10:00", "2024-06-08 10:00", "2024-06-08 11:00", "2024-05-20 10:00"],
+            "amount": [500.0, 500.0, 10.0, 500.0],
+            "device_id": [None, "d1", "d1", None],
+        }
+    ).with_columns(ts=utc("ts"))
+    values = row(build_family(made, {"applications": apps, "consumption": purchases}), "a1")
+    assert [values[f"test_n_{w}"] for w in ("7d", "30d")] == [3, 4]
+    for name in ("devices", "large_devices", "new_devices"):
+        assert [values[f"test_{name}_{w}"] for w in ("7d", "30d", "90d")] == [1, 1, 1], name
 
 
 def test_every_catalogued_feature_has_a_description_and_a_family() -> None:

@@ -3,7 +3,8 @@ attributes)``, each row seeing only what was recorded before its own cut-off.
 
 Three kinds share one engine (``features.build.feature_table``):
 
-- applications at the start of their own local day (training, backtests): :func:`applications`;
+- applications at the start of their own local day (training, backtests): :func:`applications`
+  (some of them: :func:`applications_of`);
 - every loan on book at a date D, re-scored with what is known at the start of D:
   :func:`loans_on`;
 - every user with an event in the days before D, with no application (the application family
@@ -73,6 +74,18 @@ def applications(tables: dict[str, pl.LazyFrame], timezone: str) -> pl.LazyFrame
         cutoff=local_day_start("applied_at", timezone),
     )
     return with_previous_loan(spine, tables["applications"])
+
+
+def applications_of(keys: pl.DataFrame) -> Spine:
+    """The applications whose ``application_id`` is in `keys`, each cut at the start of its own
+    local day (a loan's features at disbursal)."""
+
+    def spine(tables: dict[str, pl.LazyFrame], timezone: str) -> pl.LazyFrame:
+        chosen = keys.lazy().select("application_id")
+        every = applications(tables, timezone)
+        return every.join(chosen, on="application_id", how="semi", maintain_order="left")
+
+    return spine
 
 
 def loans_on(day: date) -> Spine:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -375,27 +375,103 @@ def print_gate(outcome: Any) -> None:
 def score(
     ctx: typer.Context,
     raw: Annotated[Path, typer.Option(help="Raw root to score from")],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Daily scoring of this local day: the day before's applications and every "
+            "loan on book, with the early-warning list",
+            show_default=False,
+        ),
+    ] = None,
     start: Annotated[
-        datetime,
-        typer.Option("--from", formats=["%Y-%m-%d"], help="First local application day"),
-    ],
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="Backtest: first local application day"),
+    ] = None,
     end: Annotated[
-        datetime,
-        typer.Option("--to", formats=["%Y-%m-%d"], help="Last local application day (inclusive)"),
-    ],
-    out: Annotated[Path, typer.Option(help="Parquet file to write (replaced when complete)")],
+        datetime | None,
+        typer.Option(
+            "--to", formats=["%Y-%m-%d"], help="Backtest: last local application day (inclusive)"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Backtest: Parquet file to write (replaced when complete). Daily: the scores "
+            "folder that gets the partition dt=<day> (default: <workspace>/scores)",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(help="Model URI (default: models:/<registered name>@champion)"),
     ] = None,
 ) -> None:
-    """Score every application applied in a date range, each on its own point-in-time features.
+    """Score with a registered model: one day (--as-of), or the applications of a date range
+    (--from/--to), each on its own point-in-time features.
 
-    Writes application_id, user_id, applied_at, pd, score, grade, credit_limit, price_tier,
-    reason_codes, reasons and model_version, one row per application.
+    Rows carry pd, score, grade, credit_limit, price_tier, reason_codes, reasons and
+    model_version. A day writes <out>/dt=<day>/: applications.parquet (the day before's),
+    loans.parquet (every loan on book, re-scored, with its PD and grade at disbursal),
+    early_warning.parquet (the loans whose risk moved, why, and the days to their next
+    instalment) and summary.json.
     """
-    from data.storage import write_parquet_atomic
-    from models.scoring import default_model_uri, load_model, score_applications
+    if as_of is not None:
+        if start is not None or end is not None:
+            raise typer.BadParameter("give either --as-of or --from/--to", param_hint="--as-of")
+        score_day_command(ctx, raw, as_of.date(), out, model)
+        return
+    if start is None or end is None or out is None:
+        raise typer.BadParameter(
+            "give --as-of DAY, or --from, --to and --out for a backtest", param_hint="--as-of"
+        )
+    if end < start:
+        raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
+    score_range_command(ctx, raw, start.date(), end.date(), out, model)
+
+
+@app.command("backtest-warnings")
+def backtest_warnings(
+    ctx: typer.Context,
+    raw: Annotated[Path, typer.Option(help="Raw root")],
+    start: Annotated[
+        datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day a list is issued")
+    ],
+    end: Annotated[
+        datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day a list may be issued")
+    ],
+    every: Annotated[int, typer.Option(min=1, help="Days between two lists")] = 7,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Judge on outcomes known before this day (default: day after the latest record)",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model URI, trained as of --from or earlier (default: the champion)",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the figures as JSON", show_default=False),
+    ] = None,
+) -> None:
+    """How early the post-loan early-warning list warns: issued every --every days from --from
+    to --to, on matured loans, the share of eventual defaults warned before their first missed
+    instalment and the share of warned loans that defaulted, against random lists of the same
+    size."""
+    from data.asof import default_as_of
+    from data.readers import scan_raw
+    from data.storage import write_text_atomic
+    from models.scoring import backtest_warnings as backtest
+    from models.scoring import default_model_uri, load_model
 
     if end < start:
         raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
@@ -403,9 +479,63 @@ def score(
         settings = _settings(ctx)
         if not raw.is_dir():
             raise FileNotFoundError(f"raw root {raw} does not exist")
+        tz = settings.contract.timezone
+        judged = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
+        loaded = load_model(
+            model or default_model_uri(settings.mlflow.registered_model_name),
+            settings.mlflow.tracking_uri,
+        )
+        first, last = start.date(), end.date()
+        days = [first + timedelta(days=i) for i in range(0, (last - first).days + 1, every)]
+        result = backtest(
+            raw,
+            days,
+            loaded,
+            as_of=judged,
+            timezone=tz,
+            validation=settings.validation,
+            features=settings.features,
+            labels=settings.labels,
+            warning=settings.early_warning,
+            gate_dir=settings.run_dir(f"backtest-warnings-{first}-{last}") / "gate",
+        )
+        if json_out is not None:
+            write_text_atomic(json.dumps(result.as_dict(), indent=2), json_out)
+    table = Table(
+        "",
+        "early-warning list",
+        "random lists (same size)",
+        title=f"Early warning with {loaded.version}: {result.days} lists {first}..{last}, "
+        f"{result.loans:,} matured loans, {result.defaults:,} defaults, judged as of {judged}",
+    )
+    table.add_row("loans listed in time", f"{result.warned:,}", "as many each day")
+    table.add_row(
+        "defaults warned before their first missed instalment",
+        share(result.caught),
+        share(result.random_caught),
+    )
+    table.add_row(
+        "listed loans that defaulted", share(result.precision), share(result.random_precision)
+    )
+    console.print(table)
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def score_range_command(
+    ctx: typer.Context, raw: Path, first: date, last: date, out: Path, model: str | None
+) -> None:
+    from data.storage import write_parquet_atomic
+    from models.scoring import default_model_uri, load_model, score_applications
+
+    with user_errors():
+        settings = _settings(ctx)
+        if not raw.is_dir():
+            raise FileNotFoundError(f"raw root {raw} does not exist")
         uri = model or default_model_uri(settings.mlflow.registered_model_name)
         loaded = load_model(uri, settings.mlflow.tracking_uri)
-        first, last = start.date(), end.date()
         result = score_applications(
             raw,
             first,
@@ -420,21 +550,206 @@ def score(
         scored = result.scores
         write_parquet_atomic(scored, out)
     console.print(
-        f"Scored {scored.height:,} applications applied {start.date()}..{end.date()} with "
+        f"Scored {scored.height:,} applications applied {first}..{last} with "
         f"{loaded.version} -> {out}"
     )
+    print_grades(scored)
+    print_unscored(result.unscored, result.quarantine)
+
+
+def score_day_command(
+    ctx: typer.Context, raw: Path, day: date, out: Path | None, model: str | None
+) -> None:
+    with user_errors():
+        settings = _settings(ctx)
+        if not raw.is_dir():
+            raise FileNotFoundError(f"raw root {raw} does not exist")
+        configure_runtime(settings)
+        from flows.score_flow import daily_score_flow
+
+        hide_user_error_tracebacks()
+        result = daily_score_flow(settings, raw, day, out, model)
+    summary = result.summary
+    console.print(
+        f"Scored {day} with {', '.join(summary['model_version'])} -> {result.out}: "
+        f"{summary['applications_scored']:,} applications of the day before, "
+        f"{summary['loans_on_book']:,} loans on book, "
+        f"{summary['early_warnings']:,} on the early-warning list"
+    )
+    print_unscored(result.unscored, result.quarantine)
+
+
+def print_grades(scored: Any) -> None:
     if scored.height:
         grades = scored.group_by("grade").len().sort("grade")
         console.print("by grade: " + ", ".join(f"{g} {n:,}" for g, n in grades.iter_rows()))
-    if result.unscored:
-        n = sum(result.unscored.values())
+
+
+def print_unscored(unscored: dict[str, int], quarantine: Path | None) -> None:
+    if unscored:
+        n = sum(unscored.values())
         console.print(
             f"[yellow]not scored:[/] {n:,} application{'' if n == 1 else 's'} of the range "
             f"broke the contract and {'was' if n == 1 else 'were'} set aside "
-            f"({reasons_text(result.unscored)}): "
-            f"{result.quarantine}/applications.parquet",
+            f"({reasons_text(unscored)}): "
+            f"{quarantine}/applications.parquet",
             highlight=False,
         )
+
+
+@app.command()
+def monitor(
+    ctx: typer.Context,
+    raw: Annotated[Path, typer.Option(help="Raw root")],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Monitor on what was recorded before this local day (default: day after the "
+            "latest record)",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write the report here (default: <workspace>/monitor/<day>.json)",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model URI (default: models:/<registered name>@champion)"),
+    ] = None,
+) -> None:
+    """Monitor the model in use: PSI of its PD and CSI of its features on recent applications
+    against its training reference, AUC, KS and calibration by grade on the loans matured
+    since it was trained, and a verdict (ok, warn, retrain).
+
+    Exit code 0 for ok and warn, 1 for retrain, so that a scheduler can act on it.
+    """
+    with user_errors():
+        settings = _settings(ctx)
+        if not raw.is_dir():
+            raise FileNotFoundError(f"raw root {raw} does not exist")
+        configure_runtime(settings)
+        from flows.monitor_flow import daily_monitor_flow
+
+        hide_user_error_tracebacks()
+        day: date | None = as_of.date() if as_of else None
+        summary = daily_monitor_flow(settings, raw, day, model, json_out)
+    print_monitor(summary.report)
+    console.print(f"MLflow run {summary.run_id}; report {summary.json_path}")
+    if summary.report.verdict == "retrain":
+        raise typer.Exit(1)
+
+
+def print_monitor(report: Any) -> None:
+    table = Table(
+        "measure", "value", title=f"Monitor of {report.model_version} as of {report.as_of}"
+    )
+    table.add_row("trained as of", str(report.trained_as_of))
+    table.add_row("recent applications", f"{report.applications:,}")
+    if report.score_psi is not None:
+        table.add_row("PSI of the PD", f"{report.score_psi:.4f}")
+        shown = report.stability.tail(-1).head(5).select("column", "index").iter_rows()
+        for column, value in shown:
+            table.add_row(f"CSI {column}", f"{value:.4f}")
+    perf = report.performance
+    table.add_row("matured loans since training (bads)", f"{perf.loans:,} ({perf.bads:,})")
+    if perf.auc is not None:
+        trained = f" (training {report.trained_auc:.4f})" if report.trained_auc is not None else ""
+        table.add_row("AUC", f"{perf.auc:.4f}{trained}")
+        table.add_row("KS", f"{perf.ks:.4f}")
+        table.add_row("grades failing calibration", str(perf.grades_failing))
+    else:
+        table.add_row("AUC", "not judged (too few matured loans or one outcome)")
+    console.print(table)
+    colour = {"ok": "green", "warn": "yellow", "retrain": "bold red"}[report.verdict]
+    console.print(f"verdict: [{colour}]{report.verdict}[/]")
+    for reason in report.reasons:
+        console.print(f"  - {reason}", highlight=False)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    raw: Annotated[
+        Path | None, typer.Option(help="Raw root (default: <workspace>/raw)", show_default=False)
+    ] = None,
+) -> None:
+    """Serve the scheduled deployments (nightly-retrain, daily-score, daily-monitor) against
+    the Prefect server PREFECT_API_URL names, until Ctrl-C; their schedules stay active after.
+    """
+    with user_errors():
+        settings = _settings(ctx)
+        raw_root = raw or settings.raw_dir
+        if not raw_root.is_dir():
+            raise FileNotFoundError(f"raw root {raw_root} does not exist")
+        api = os.environ.get("PREFECT_API_URL")
+        if not api:
+            errors.print(
+                "[bold red]error:[/] PREFECT_API_URL is not set: start a server (`prefect "
+                "server start`) and export PREFECT_API_URL=http://127.0.0.1:4200/api",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        configure_runtime(settings)
+        from prefect import serve as serve_deployments
+
+        from flows.deployments import runner_deployments
+
+        deployments = runner_deployments(settings, raw_root)
+        for deployment in deployments:
+            schedule = deployment.schedules[0].schedule
+            console.print(
+                f"{deployment.name}: {schedule.cron} ({schedule.timezone}) against {api}",
+                highlight=False,
+            )
+        serve_deployments(*deployments, pause_on_shutdown=False, print_starting_message=False)
+
+
+@app.command()
+def backfill(
+    ctx: typer.Context,
+    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First date")],
+    end: Annotated[
+        datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last date (inclusive)")
+    ],
+    raw: Annotated[
+        Path | None, typer.Option(help="Raw root (default: <workspace>/raw)", show_default=False)
+    ] = None,
+    flows: Annotated[
+        str,
+        typer.Option(help="Comma-separated flows, run in this order each date"),
+    ] = "nightly-retrain,daily-score,daily-monitor",
+) -> None:
+    """Run the daily flows for each date of a range, in order, skipping dates (and flows)
+    already complete; the first failure stops it, and a re-run resumes there."""
+    from flows.backfill_flow import ORDER
+
+    chosen = [name.strip() for name in flows.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(ORDER))
+    if unknown:
+        raise typer.BadParameter(f"unknown {unknown}: choose among {', '.join(ORDER)}")
+    if end < start:
+        raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
+    with user_errors():
+        settings = _settings(ctx)
+        raw_root = raw or settings.raw_dir
+        if not raw_root.is_dir():
+            raise FileNotFoundError(f"raw root {raw_root} does not exist")
+        configure_runtime(settings)
+        from flows.backfill_flow import backfill_flow
+
+        hide_user_error_tracebacks()
+        done = backfill_flow(start.date(), end.date(), chosen, settings, raw_root)
+    table = Table("date", *chosen, title="Backfill")
+    for day, results in done.items():
+        table.add_row(day, *(results.get(name, "") for name in chosen))
+    console.print(table)
 
 
 @app.command()

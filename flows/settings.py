@@ -33,7 +33,9 @@ from data.generator.config import GeneratorConfig, with_scenario
 from features.base import FeatureSettings
 from models.config import (
     DecisionSettings,
+    EarlyWarningSettings,
     EvaluationSettings,
+    MonitorSettings,
     PromotionSettings,
     SplitSettings,
     TrainSettings,
@@ -51,7 +53,29 @@ class MlflowSettings(BaseModel):
     tracking_uri: str = "sqlite:///.pdflow/mlflow.db"
     artifact_location: str = ".pdflow/mlartifacts"
     experiment_name: str = "pdflow-pd"
+    monitor_experiment_name: str = "pdflow-pd-monitor"
     registered_model_name: str = "pdflow-pd"
+
+
+class ScheduleSettings(BaseModel):
+    """When the deployments run: cron expressions in the contract's time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retrain: str = Field("0 2 * * *", description="nightly-retrain")
+    score: str = Field("0 6 * * *", description="daily-score")
+    monitor: str = Field("0 7 * * *", description="daily-monitor")
+
+
+class RetrySettings(BaseModel):
+    """Retries of the flows' reading and writing tasks on transient errors (``flows.retries``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(3, ge=0, description="Tries after the first, at most")
+    delays_seconds: tuple[float, ...] = Field(
+        (5.0, 30.0, 120.0), description="Waits before each retry (the last one repeats)"
+    )
 
 
 class Settings(BaseSettings):
@@ -72,6 +96,10 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    early_warning: EarlyWarningSettings = Field(default_factory=EarlyWarningSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    retries: RetrySettings = Field(default_factory=RetrySettings)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
 
     @field_validator("generator", mode="before")
@@ -105,6 +133,11 @@ class Settings(BaseSettings):
     def feature_store(self) -> Path:
         """The nightly flow's incremental feature store (rows are appended, never changed)."""
         return self.workspace / "feature_store"
+
+    @property
+    def scores_dir(self) -> Path:
+        """The daily scores, one partition ``dt=<day>`` per day scored."""
+        return self.workspace / "scores"
 
     @property
     def prefect_home(self) -> Path:
@@ -165,3 +198,13 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             cleaned[key] = value
     return cleaned
+
+
+def as_settings(settings: Settings | dict[str, Any] | None) -> Settings:
+    """A flow's settings as it is given them: the object (the CLI), its JSON form (a
+    deployment's parameters), or none (defaults, ``mlflow.yml`` and the environment)."""
+    if isinstance(settings, Settings):
+        return settings
+    if settings is None:
+        return load_settings()
+    return Settings.model_validate(settings)

@@ -5,6 +5,7 @@ version. What the registry does with aliases is ``models.registry``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -29,6 +30,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 from data.fingerprint import frame_digest
 from flows.settings import REPO_ROOT, MlflowSettings
 from models.metrics import auc, ks
+from models.monitor import MonitorReport
 from models.pd_model import PDModel
 from models.pipeline import TrainingOutcome, finite
 from models.registry import (
@@ -88,16 +90,18 @@ class RegisteredRun:
     tracking_uri: str
 
 
-def use_tracking(settings: MlflowSettings) -> str:
-    """Point MLflow at the configured store and make sure the experiment exists, tagged as
-    model development (the UI then opens it on its runs, not its GenAI pages)."""
+def use_tracking(settings: MlflowSettings, experiment_name: str | None = None) -> str:
+    """Point MLflow at the configured store and make sure the experiment (default: the
+    training one) exists, tagged as model development (the UI then opens it on its runs, not
+    its GenAI pages)."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient()
-    experiment = client.get_experiment_by_name(settings.experiment_name)
+    name = experiment_name or settings.experiment_name
+    experiment = client.get_experiment_by_name(name)
     if experiment is None:
         Path(settings.artifact_location).mkdir(parents=True, exist_ok=True)
         experiment_id = client.create_experiment(
-            settings.experiment_name,
+            name,
             artifact_location=Path(settings.artifact_location).as_uri()
             if "://" not in settings.artifact_location
             else settings.artifact_location,
@@ -368,7 +372,7 @@ def parent_run_tags(
     pdflow's version."""
     commit = code_commit()
     tags = {
-        "pdflow.flow": "nightly-train",
+        "pdflow.flow": "nightly-retrain",
         "pdflow.as_of": as_of,
         "pdflow.raw_fingerprint": fingerprint,
         "pdflow.git_commit": commit,
@@ -434,3 +438,31 @@ def record_decision(
 
 def end_parent_run(run_id: str, status: str) -> None:
     MlflowClient().set_terminated(run_id, status)
+
+
+def log_monitor(report: MonitorReport, settings: MlflowSettings) -> str:
+    """The monitor's run in the monitoring experiment, tagged with the model version, the day
+    and the verdict: metrics, the report (JSON) and the stability table (CSV). A run with the
+    same report for the same day and version is not logged twice: its id is returned."""
+    experiment_id = use_tracking(settings, settings.monitor_experiment_name)
+    body = as_json(report.as_dict())
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    tags = {
+        "pdflow.flow": "daily-monitor",
+        "pdflow.as_of": report.as_of.isoformat(),
+        "pdflow.model_version": report.model_version,
+        "pdflow.verdict": report.verdict,
+        "pdflow.report_digest": digest,
+    }
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    found = MlflowClient().search_runs(
+        [experiment_id], f"{query} and attributes.status = 'FINISHED'"
+    )
+    if found:
+        return found[0].info.run_id
+    name = f"monitor {report.as_of} ({report.model_version})"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_metrics(report.metrics())
+        mlflow.log_text(body, "monitor/report.json")
+        mlflow.log_text(report.stability.write_csv(), "monitor/stability.csv")
+    return run.info.run_id

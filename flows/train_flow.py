@@ -3,15 +3,20 @@ version as ``challenger``, the promotion gate against the ``champion``, the mode
 
 Tasks exchange file paths and small summaries, never big frames (Prefect would pickle them).
 Everything a run writes goes under ``<workspace>/runs/<as-of>/``, each file written atomically.
-The gate runs first; when it stops, nothing is trained and nothing is registered.
+The gate runs first; when it stops, nothing is trained and nothing is registered. The tasks
+that read and write their files retry on transient errors (``flows.retries``); the registry
+step does not (a second try could register a second version): when it fails, the run fails
+and the champion stays.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from mlflow.entities.model_registry import ModelVersion
@@ -28,7 +33,8 @@ from expectations.runner import SuiteResult, validate
 from expectations.suites import features_suite, training_suite
 from features.build import catalogue_markdown, update_feature_store
 from features.store import MONTH, scan_feature_store
-from flows.settings import Settings
+from flows.retries import retrying
+from flows.settings import Settings, as_settings
 from flows.tracking import (
     RegisteredRun,
     as_json,
@@ -41,6 +47,7 @@ from flows.tracking import (
     start_parent_run,
 )
 from models.card import CardInputs, card_html, model_card, segment_metrics
+from models.monitor import with_reference
 from models.pipeline import TrainingOutcome, baseline_margins, train_pd_model, training_set
 from models.registry import Registry, Settlement, decision_line, gate_against, lock_path
 from models.split import SPLITS
@@ -86,8 +93,24 @@ class Registered:
     settlement: Settlement
 
 
-def resolve_as_of(raw: Path, as_of: date | None, settings: Settings) -> date:
-    return as_of or default_as_of(scan_raw(raw), settings.contract.timezone)
+def resolve_as_of(
+    raw: Path, as_of: date | str | None, settings: Settings, trigger: str = "manual"
+) -> date:
+    """`as_of` as given (a date, or its ISO text from a deployment's parameters); without one,
+    today's local date for a scheduled run (the night's work), else the day after the latest
+    record."""
+    if isinstance(as_of, str):
+        return date.fromisoformat(as_of)
+    if as_of is not None:
+        return as_of
+    timezone = settings.contract.timezone
+    if trigger == "schedule":
+        return datetime.now(ZoneInfo(timezone)).date()
+    return default_as_of(scan_raw(raw), timezone)
+
+
+def raw_root(raw: Path | str | None, settings: Settings) -> Path:
+    return Path(raw) if raw else settings.raw_dir
 
 
 @task(name="data gate")
@@ -187,6 +210,15 @@ def train_model(
         decision=settings.decision,
         words=features.words,
         warm_start=champion.params if champion else None,
+    )
+    with_reference(
+        outcome.registered,
+        feature_frame,
+        gate.as_of,
+        outcome.metrics["oot_auc"],
+        settings.contract.timezone,
+        settings.monitor,
+        settings.evaluation.bins,
     )
     logger = get_run_logger()
     logger.info("chosen candidate: %s (%s)", outcome.chosen, outcome.choice)
@@ -386,18 +418,24 @@ def register(
     )
 
 
-@flow(name="nightly-train", log_prints=True, validate_parameters=False)
+@flow(name="nightly-retrain", log_prints=True, validate_parameters=False)
 def train_flow(
-    settings: Settings, raw: Path, as_of: date | None = None, trigger: str = "manual"
+    settings: Settings | dict[str, Any] | None = None,
+    raw: Path | str | None = None,
+    as_of: date | str | None = None,
+    trigger: str = "manual",
 ) -> TrainSummary:
-    """Train and register one PD model on raw logs as they stood on the morning of `as_of`;
-    `trigger` says what started it (manual, schedule, backfill)."""
+    """Train and register one PD model on raw logs (default: the workspace's) as they stood
+    on the morning of `as_of` (:func:`resolve_as_of`); `trigger` says what started it
+    (manual, schedule, backfill)."""
     run = RunContext(started_ms=time.time_ns() // 1_000_000, trigger=trigger)
-    day = resolve_as_of(raw, as_of, settings)
+    settings = as_settings(settings)
+    raw = raw_root(raw, settings)
+    day = resolve_as_of(raw, as_of, settings, trigger)
     out = settings.run_dir(day.isoformat())
-    gate = check_data(raw, day, settings, out)
-    labels = make_labels(gate, settings, out)
-    features = make_features(gate, raw, settings, out)
+    gate = retrying(check_data, settings.retries)(raw, day, settings, out)
+    labels = retrying(make_labels, settings.retries)(gate, settings, out)
+    features = retrying(make_features, settings.retries)(gate, raw, settings, out)
     outcome, training_check = train_model(features, labels, gate, settings)
     registered = register(
         outcome, raw, gate, features, [features.check, training_check], settings, out, run

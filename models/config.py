@@ -362,3 +362,43 @@ class PromotionSettings(BaseModel):
     max_psi: float = Field(
         0.25, gt=0, description="Largest PSI of the challenger's PD against the champion's"
     )
+
+
+class EarlyWarningSettings(BaseModel):
+    """When a loan on book goes on the post-loan early-warning list: its PD re-scored with the
+    features as of the scoring day, against its PD on its own application's features. Both
+    come from the model in use that day, so a new champion moves no loan by itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grades_worse: int = Field(
+        1, ge=1, description="Grades below its grade at disbursal that put a loan on the list"
+    )
+    pd_factor: float = Field(
+        2.0, gt=1, description="PD today over PD at disbursal that puts a loan on the list"
+    )
+    reasons: int = Field(3, ge=1, description="Features that raised the PD most, per loan listed")
+
+
+class MonitorSettings(BaseModel):
+    """The daily monitor of the model in use: what it compares and when it warns or asks for a
+    retrain (``models.monitor``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recent_days: int = Field(30, ge=1, description="Days of recent applications compared")
+    reference_days: int = Field(
+        90, ge=1, description="Days of applications before the training day kept as reference"
+    )
+    psi_warn: float = Field(0.1, gt=0, description="PSI of the PD that warns")
+    psi_retrain: float = Field(0.25, gt=0, description="PSI of the PD that asks for a retrain")
+    csi_warn: float = Field(0.25, gt=0, description="CSI of a model feature that warns")
+    auc_drop_warn: float = Field(
+        0.03, gt=0, description="Fall of AUC on matured loans below training's that warns"
+    )
+    auc_drop_retrain: float = Field(
+        0.06, gt=0, description="Fall of AUC on matured loans that asks for a retrain"
+    )
+    min_matured_loans: int = Field(
+        200, ge=1, description="Matured loans below which AUC and calibration are not judged"
+    )

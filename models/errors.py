@@ -17,3 +17,7 @@ class NoUsableModel(ValueError):
 
 class RegistryError(LookupError):
     """A registry action that cannot be done: no such version, nothing to roll back to."""
+
+
+class NoReference(ModelInputError):
+    """A model registered without the monitoring reference (before monitoring existed)."""

@@ -22,6 +22,7 @@ from models.config import DecisionSettings
 from models.decision import decide
 from models.errors import ModelInputError
 from models.explain import reason_codes
+from models.monitor import Reference
 from models.train import FeatureSpec
 
 
@@ -30,7 +31,7 @@ class PDModel(mlflow.pyfunc.PythonModel):
     contributions), the feature specification, the calibration map from the scorer's
     probability to a PD (none: the probability is used as it is), and the decision settings
     that turn a PD into score, grade and offer. A LightGBM booster may be given in place of
-    a scorer."""
+    a scorer. The monitor's `reference` (the population it was trained for) is saved with it."""
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class PDModel(mlflow.pyfunc.PythonModel):
         self.calibrator = calibrator
         self.decision = decision or DecisionSettings()
         self.words = dict(words or {})  # feature -> catalogue description, for reasons
+        self.reference: Reference | None = None  # set when trained (models.monitor.with_reference)
 
     @property
     def kind(self) -> str:
@@ -106,7 +108,7 @@ class PDModel(mlflow.pyfunc.PythonModel):
         # Models registered before candidates, calibration, decisions and reason words existed
         # load as LightGBM models with their defaults: the booster's own score, the default
         # policy, features named as is.
-        state = {"calibrator": None, "words": {}, **state}
+        state = {"calibrator": None, "words": {}, "reference": None, **state}
         if "_model_string" in state:
             booster = lgb.Booster(model_str=state.pop("_model_string"))
             state.pop("_booster", None)

@@ -21,7 +21,7 @@ IDS = {"application_id", "user_id", "loan_id", "id_number", "phone"}
 
 def parent_runs(client: MlflowClient) -> list:
     experiment = client.get_experiment_by_name(NAME)
-    found = "tags.pdflow.flow = 'nightly-train'"
+    found = "tags.pdflow.flow = 'nightly-retrain'"
     return client.search_runs([experiment.experiment_id], found, order_by=["start_time ASC"])
 
 

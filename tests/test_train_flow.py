@@ -33,7 +33,7 @@ def test_train_registers_a_model_version(
     mlflow.set_tracking_uri(tracking)
     client = MlflowClient()
     experiment = client.get_experiment_by_name("pdflow-pd")
-    parents = "tags.pdflow.flow = 'nightly-train'"
+    parents = "tags.pdflow.flow = 'nightly-retrain'"
     runs = client.search_runs([experiment.experiment_id], parents, order_by=["start_time ASC"])
     assert len(runs) == 2
     metrics = runs[0].data.metrics

@@ -1,0 +1,334 @@
+"""Monitoring a model in use: has the population moved since it was trained, and does it still
+rank and calibrate on the loans that matured since?
+
+- The **reference** is frozen when the model is trained and saved with it
+  (:attr:`models.pd_model.PDModel.reference`): the applications of the last
+  ``monitor.reference_days`` days before the training day, all decisions (the population the
+  model scores, not only the approved), scored by the model. Per column (the PD, then every
+  model feature) it keeps the decile edges of those applications and the share in each bin,
+  missing values in a bin of their own.
+- **Stability**: the PSI of the PD and the characteristic stability index (CSI) of every
+  feature of recent applications against the reference, on the frozen edges.
+- **Performance**: AUC, KS and the per-grade calibration test on the loans applied since the
+  training day that are labelled by now.
+- A **verdict** from thresholds in :class:`models.config.MonitorSettings`: ``ok``, ``warn`` or
+  ``retrain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import polars as pl
+
+from data.asof import day_start_utc
+from data.config import LabelSettings, ValidationSettings
+from data.labels import label_loans
+from data.validation import scan_validated
+from expectations.gate import gate_or_stop
+from features.base import FeatureSettings
+from features.build import feature_table
+from models.config import DecisionSettings, MonitorSettings
+from models.decision import grade_calibration
+from models.errors import NoReference
+from models.metrics import PSI_FLOOR, auc, ks
+
+if TYPE_CHECKING:
+    from models.pd_model import PDModel
+
+PD = "pd"
+Verdict = Literal["ok", "warn", "retrain"]
+
+
+@dataclass(frozen=True)
+class Binned:
+    """One column's frozen bins: interior edges (a value goes to the first bin whose edge is
+    above it) and the reference's share per bin, the last share being missing values."""
+
+    edges: list[float]
+    shares: list[float]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the model's population looked like when it was trained."""
+
+    as_of: date
+    applications: int
+    auc: float | None  # out of time, at training
+    columns: dict[str, Binned] = field(default_factory=dict)
+
+
+def bin_index(values: pl.Series, edges: list[float]) -> np.ndarray:
+    """The bin of each value on `edges`; missing values (null or NaN) in the last bin."""
+    array = values.cast(pl.Float64).to_numpy()
+    missing = np.isnan(array)
+    index = np.searchsorted(np.asarray(edges), np.where(missing, 0.0, array), side="right")
+    return np.where(missing, len(edges) + 1, index)
+
+
+def shares(index: np.ndarray, bins: int) -> np.ndarray:
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def frozen_bins(values: pl.Series, bins: int) -> Binned:
+    """Equal-count edges of `values`' present values (ties merged), and their shares."""
+    present = values.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
+    quantiles = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if present.size else []
+    edges = [float(e) for e in np.unique(quantiles)]
+    return Binned(edges, shares(bin_index(values, edges), len(edges) + 2).tolist())
+
+
+def build_reference(
+    features: pl.DataFrame,
+    pd: np.ndarray,
+    names: tuple[str, ...],
+    as_of: date,
+    auc: float | None,
+    bins: int,
+) -> Reference:
+    """The reference of `features` (the applications, one row each) scored `pd`."""
+    columns = {PD: frozen_bins(pl.Series(pd), bins)}
+    columns |= {name: frozen_bins(features[name], bins) for name in names}
+    return Reference(as_of, features.height, auc, columns)
+
+
+def with_reference(
+    model: PDModel,
+    features: pl.DataFrame,
+    as_of: date,
+    auc: float | None,
+    timezone: str,
+    settings: MonitorSettings,
+    bins: int,
+) -> PDModel:
+    """`model` with its reference set: the applications of `features` (the training run's
+    table, every application before `as_of`) of the last ``reference_days`` days."""
+    since = day_start_utc(as_of - timedelta(days=settings.reference_days), timezone)
+    recent = features.filter(pl.col("applied_at") >= since)
+    pd = model.predict_pd(recent)
+    model.reference = build_reference(recent, pd, model.spec.names, as_of, auc, bins)
+    return model
+
+
+def stability_index(binned: Binned, values: pl.Series) -> float:
+    """PSI (CSI for a feature) of `values` against the reference's bins: sum over the bins of
+    (actual - expected) * ln(actual / expected), shares floored so an empty bin stays finite."""
+    expected = np.clip(np.asarray(binned.shares), PSI_FLOOR, None)
+    actual = np.clip(shares(bin_index(values, binned.edges), len(expected)), PSI_FLOOR, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def stability(reference: Reference, features: pl.DataFrame, pd: np.ndarray) -> pl.DataFrame:
+    """Per column of the reference (``pd`` first, then the model's features): its stability
+    index on recent applications `features` scored `pd`, largest first after the PD (null
+    without recent applications)."""
+
+    def index(binned: Binned, values: pl.Series) -> float | None:
+        return stability_index(binned, values) if values.len() else None
+
+    rows = [("score", PD, index(reference.columns[PD], pl.Series(pd, dtype=pl.Float64)))]
+    rows += [
+        ("feature", name, index(binned, features[name]))
+        for name, binned in reference.columns.items()
+        if name != PD
+    ]
+    schema = {"kind": pl.String, "column": pl.String, "index": pl.Float64}
+    table = pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.concat([table.head(1), table.tail(-1).sort("index", descending=True)])
+
+
+@dataclass
+class Performance:
+    """The model on the loans applied since it was trained and labelled by now."""
+
+    loans: int
+    bads: int
+    auc: float | None
+    ks: float | None
+    grades: pl.DataFrame | None  # the per-grade calibration test (models.decision)
+
+    @property
+    def grades_failing(self) -> int:
+        if self.grades is None:
+            return 0
+        return int(self.grades["calibrated"].eq(False).sum())
+
+
+def performance(
+    labels: np.ndarray, pd: np.ndarray, decision: DecisionSettings, min_loans: int
+) -> Performance:
+    """AUC, KS and calibration by grade of matured loans; none below `min_loans` loans or
+    without both outcomes."""
+    labels = np.asarray(labels, dtype=np.float64)
+    bads = int(labels.sum())
+    if len(labels) < min_loans or bads in (0, len(labels)):
+        return Performance(len(labels), bads, None, None, None)
+    return Performance(
+        len(labels),
+        bads,
+        auc(labels, pd),
+        ks(labels, pd),
+        grade_calibration(labels, pd, decision),
+    )
+
+
+@dataclass
+class MonitorReport:
+    """The verdict and what it rests on."""
+
+    as_of: date
+    model_version: str
+    trained_as_of: date
+    applications: int
+    stability: pl.DataFrame
+    performance: Performance
+    trained_auc: float | None
+    verdict: Verdict
+    reasons: list[str]
+
+    @property
+    def score_psi(self) -> float | None:
+        return self.stability.row(0, named=True)["index"]
+
+    def as_dict(self) -> dict[str, object]:
+        perf = self.performance
+        return {
+            "as_of": self.as_of.isoformat(),
+            "model_version": self.model_version,
+            "trained_as_of": self.trained_as_of.isoformat(),
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "applications": self.applications,
+            "score_psi": self.score_psi,
+            "feature_csi": dict(self.stability.tail(-1).select("column", "index").iter_rows()),
+            "matured_loans": perf.loans,
+            "matured_bads": perf.bads,
+            "auc": perf.auc,
+            "trained_auc": self.trained_auc,
+            "ks": perf.ks,
+            "grades": perf.grades.to_dicts() if perf.grades is not None else None,
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """The report's figures as MLflow metrics."""
+        values = {
+            "applications": float(self.applications),
+            "matured_loans": float(self.performance.loans),
+            "grades_failing_calibration": float(self.performance.grades_failing),
+            "verdict_level": float(("ok", "warn", "retrain").index(self.verdict)),
+        }
+        if self.score_psi is not None:
+            values["score_psi"] = self.score_psi
+            values["max_feature_csi"] = float(self.stability.tail(-1)["index"].max() or 0.0)
+        if self.performance.auc is not None:
+            values["auc"] = self.performance.auc
+        if self.performance.ks is not None:
+            values["ks"] = self.performance.ks
+        return values
+
+
+def verdict(
+    table: pl.DataFrame,
+    perf: Performance,
+    trained_auc: float | None,
+    settings: MonitorSettings,
+) -> tuple[Verdict, list[str]]:
+    """``retrain`` when the PD has shifted past ``psi_retrain`` or the AUC fell by
+    ``auc_drop_retrain``; ``warn`` when the PD moved past ``psi_warn``, a feature past
+    ``csi_warn``, the AUC fell by ``auc_drop_warn`` or a grade failed its calibration test;
+    else ``ok``. The reasons say which, with the figures."""
+    retrain: list[str] = []
+    warn: list[str] = []
+    score_psi = table.row(0, named=True)["index"]
+    if score_psi is None:
+        warn.append("no applications in the recent days to compare with the reference")
+    elif score_psi >= settings.psi_retrain:
+        retrain.append(f"PSI of the PD {score_psi:.3f} >= {settings.psi_retrain}")
+    elif score_psi >= settings.psi_warn:
+        warn.append(f"PSI of the PD {score_psi:.3f} >= {settings.psi_warn}")
+    moved = table.tail(-1).filter(pl.col("index") >= settings.csi_warn)
+    if moved.height:
+        shown = ", ".join(
+            f"{c} {v:.3f}" for c, v in moved.head(5).select("column", "index").iter_rows()
+        )
+        warn.append(f"{moved.height} feature(s) with CSI >= {settings.csi_warn}: {shown}")
+    if perf.auc is not None and trained_auc is not None:
+        drop = trained_auc - perf.auc
+        line = (
+            f"AUC {perf.auc:.4f} on {perf.loans:,} matured loans, {drop:.4f} below "
+            f"training's {trained_auc:.4f}"
+        )
+        if drop >= settings.auc_drop_retrain:
+            retrain.append(line)
+        elif drop >= settings.auc_drop_warn:
+            warn.append(line)
+    if perf.grades_failing:
+        warn.append(f"{perf.grades_failing} grade(s) fail the binomial calibration test")
+    if retrain:
+        return "retrain", retrain + warn
+    return ("warn", warn) if warn else ("ok", [])
+
+
+def monitor_day(
+    raw: Path,
+    day: date,
+    model: PDModel,
+    version: str,
+    *,
+    timezone: str,
+    validation: ValidationSettings,
+    features: FeatureSettings,
+    labels: LabelSettings,
+    settings: MonitorSettings,
+    gate_dir: Path,
+) -> MonitorReport:
+    """The monitor's report on day `day` (what was recorded before it): the applications of
+    the last ``recent_days`` days against the model's reference, and the loans applied since
+    its training day that are labelled by now. The gate runs as of `day`."""
+    reference = model.reference
+    if reference is None:
+        raise NoReference(
+            f"{version} was registered without a monitoring reference: retrain to monitor it"
+        )
+    outcome = gate_or_stop(raw, gate_dir, validation, timezone, day)
+    tables = scan_validated(outcome.report, timezone)
+    recent_from = day - timedelta(days=settings.recent_days)
+    since = day_start_utc(min(recent_from, reference.as_of), timezone)
+    _, built = feature_table(tables, features, timezone, labels, since=since)
+    model.check_inputs(built.columns)
+    recent = built.filter(pl.col("applied_at") >= day_start_utc(recent_from, timezone))
+    table = stability(reference, recent, predicted(model, recent))
+    labelled = label_loans(tables["applications"], tables["repayments"], day, timezone, labels)
+    matured = built.join(
+        labelled.filter(pl.col("label").is_not_null()).select("application_id", "label").collect(),
+        on="application_id",
+    ).filter(pl.col("applied_at") >= day_start_utc(reference.as_of, timezone))
+    perf = performance(
+        matured["label"].to_numpy(),
+        predicted(model, matured),
+        model.decision,
+        settings.min_matured_loans,
+    )
+    said, reasons = verdict(table, perf, reference.auc, settings)
+    return MonitorReport(
+        as_of=day,
+        model_version=version,
+        trained_as_of=reference.as_of,
+        applications=recent.height,
+        stability=table,
+        performance=perf,
+        trained_auc=reference.auc,
+        verdict=said,
+        reasons=reasons,
+    )
+
+
+def predicted(model: PDModel, features: pl.DataFrame) -> np.ndarray:
+    """The model's PD of each row (none for no rows)."""
+    return model.predict_pd(features) if features.height else np.empty(0)

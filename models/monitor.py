@@ -46,11 +46,19 @@ Verdict = Literal["ok", "warn", "retrain"]
 
 @dataclass(frozen=True)
 class Binned:
-    """One column's frozen bins: interior edges (a value goes to the first bin whose edge is
-    above it) and the reference's share per bin, the last share being missing values."""
+    """One column's frozen bins and the reference's share in each. A number goes to the first
+    bin whose interior edge is above it (``edges``); a category to its own bin
+    (``categories``), a category the reference never saw to the bin after them; missing
+    values to the last bin."""
 
     edges: list[float]
     shares: list[float]
+    categories: list[str] | None = None
+
+    @property
+    def bins(self) -> int:
+        present = len(self.categories) + 1 if self.categories is not None else len(self.edges) + 1
+        return present + 1
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,21 @@ class Reference:
     columns: dict[str, Binned] = field(default_factory=dict)
 
 
-def bin_index(values: pl.Series, edges: list[float]) -> np.ndarray:
-    """The bin of each value on `edges`; missing values (null or NaN) in the last bin."""
+def is_categorical(values: pl.Series) -> bool:
+    return isinstance(values.dtype, pl.Categorical | pl.Enum | pl.String)
+
+
+def bin_index(values: pl.Series, binned: Binned) -> np.ndarray:
+    """The bin of each value (see :class:`Binned`)."""
+    if binned.categories is not None:
+        text = values.cast(pl.String)
+        known = {c: i for i, c in enumerate(binned.categories)}
+        index = text.replace_strict(known, default=len(known), return_dtype=pl.Int64)
+        return np.where(text.is_null().to_numpy(), len(known) + 1, index.to_numpy())
     array = values.cast(pl.Float64).to_numpy()
     missing = np.isnan(array)
-    index = np.searchsorted(np.asarray(edges), np.where(missing, 0.0, array), side="right")
-    return np.where(missing, len(edges) + 1, index)
+    found = np.searchsorted(np.asarray(binned.edges), np.where(missing, 0.0, array), side="right")
+    return np.where(missing, len(binned.edges) + 1, found)
 
 
 def shares(index: np.ndarray, bins: int) -> np.ndarray:
@@ -77,11 +94,18 @@ def shares(index: np.ndarray, bins: int) -> np.ndarray:
 
 
 def frozen_bins(values: pl.Series, bins: int) -> Binned:
-    """Equal-count edges of `values`' present values (ties merged), and their shares."""
-    present = values.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
-    quantiles = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if present.size else []
-    edges = [float(e) for e in np.unique(quantiles)]
-    return Binned(edges, shares(bin_index(values, edges), len(edges) + 2).tolist())
+    """A category per bin for categorical `values`; else equal-count edges of the present
+    values (ties merged). Their shares in `values`."""
+    if is_categorical(values):
+        categories = sorted(values.cast(pl.String).drop_nulls().unique().to_list())
+        binned = Binned([], [], categories)
+    else:
+        present = values.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
+        cuts = np.linspace(0, 1, bins + 1)[1:-1]
+        quantiles = np.quantile(present, cuts) if present.size else []
+        binned = Binned([float(e) for e in np.unique(quantiles)], [])
+    counted = shares(bin_index(values, binned), binned.bins).tolist()
+    return Binned(binned.edges, counted, binned.categories)
 
 
 def build_reference(
@@ -120,7 +144,7 @@ def stability_index(binned: Binned, values: pl.Series) -> float:
     """PSI (CSI for a feature) of `values` against the reference's bins: sum over the bins of
     (actual - expected) * ln(actual / expected), shares floored so an empty bin stays finite."""
     expected = np.clip(np.asarray(binned.shares), PSI_FLOOR, None)
-    actual = np.clip(shares(bin_index(values, binned.edges), len(expected)), PSI_FLOOR, None)
+    actual = np.clip(shares(bin_index(values, binned), binned.bins), PSI_FLOOR, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 

@@ -111,3 +111,14 @@ def test_without_recent_applications_the_monitor_warns_instead_of_comparing() ->
     assert said == "warn" and reasons == [
         "no applications in the recent days to compare with the reference"
     ]
+
+
+def test_a_categorical_feature_is_binned_by_category() -> None:
+    channel = pl.Enum(["organic", "push_message", "referral"])
+    before = pl.Series(["organic"] * 60 + ["push_message"] * 30 + [None] * 10, dtype=channel)
+    binned = frozen_bins(before, bins=10)
+    assert binned.categories == ["organic", "push_message"]
+    assert binned.shares == pytest.approx([0.6, 0.3, 0.0, 0.1])  # the third: unseen ones
+    assert stability_index(binned, before) == 0.0
+    campaign = pl.Series(["organic"] * 40 + ["referral"] * 50 + [None] * 10, dtype=channel)
+    assert stability_index(binned, campaign) > 1.0

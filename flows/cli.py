@@ -508,7 +508,7 @@ def backtest_warnings(
         title=f"Early warning with {loaded.version}: {result.days} lists {first}..{last}, "
         f"{result.loans:,} matured loans, {result.defaults:,} defaults, judged as of {judged}",
     )
-    table.add_row("loans listed in time", f"{result.warned:,}", "as many each day")
+    table.add_row("loans listed in time", f"{result.warned:,}", f"{result.warned:,}")
     table.add_row(
         "defaults warned before their first missed instalment",
         share(result.caught),

@@ -117,8 +117,8 @@ class WarningBacktest:
     (on its due date at the latest: the day's list comes out in the morning). Only loans on
     book on a day, matured by the end, and not yet past due on that day are eligible that day.
     ``caught``: the share of eventual defaults warned in time; ``precision``: the share of
-    loans warned in time that defaulted; ``random_*``: the same for lists of the same size
-    drawn at random from each day's eligible loans (mean of ``draws`` seeded draws)."""
+    loans warned in time that defaulted; ``random_*``: the same for lists of as many loans
+    drawn at random from the eligible ones (mean of ``draws`` seeded draws)."""
 
     days: int
     loans: int
@@ -162,15 +162,10 @@ def warning_backtest(
     """The backtest of the list issued on several days (`daily`: one row per loan on book per
     day with ``early_warning``), on the loans' `outcomes` (see :func:`eligible`)."""
     rows = eligible(daily, outcomes)
-    per_loan = rows.group_by("loan_id").agg(pl.col("label").first())
+    per_loan = rows.group_by("loan_id").agg(pl.col("label").first()).sort("loan_id")
     warned, caught, precision = shares(rows, pl.col("early_warning"))
     rng = np.random.default_rng(seed)
-    random_caught, random_precision = [], []
-    for _ in range(draws):
-        drawn = random_lists(rows, rng)
-        _, c, p = shares(drawn, pl.col("drawn"))
-        random_caught.append(c)
-        random_precision.append(p)
+    drawn = [random_list(per_loan, warned, rng) for _ in range(draws)]
     return WarningBacktest(
         days=rows["day"].n_unique(),
         loans=per_loan.height,
@@ -178,28 +173,22 @@ def warning_backtest(
         warned=warned,
         caught=caught,
         precision=precision,
-        random_caught=mean_of(random_caught),
-        random_precision=mean_of(random_precision),
+        random_caught=mean_of([c for c, _ in drawn]),
+        random_precision=mean_of([p for _, p in drawn]),
         draws=draws,
     )
 
 
-def random_lists(rows: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
-    """`rows` with ``drawn``: on each day, as many eligible loans as that day's list held,
-    drawn at random."""
-    ordered = rows.sort("day", "loan_id")
-    keys = pl.Series(rng.random(ordered.height))
-    rank = (
-        keys.to_frame("key")
-        .with_columns(day=ordered["day"])
-        .select(pl.col("key").rank("ordinal").over("day"))
-    )
-    listed = ordered.group_by("day").agg(size=pl.col("early_warning").sum())
-    return (
-        ordered.with_columns(rank=rank.to_series())
-        .join(listed, on="day", how="left")
-        .with_columns(drawn=pl.col("rank") <= pl.col("size"))
-    )
+def random_list(
+    per_loan: pl.DataFrame, size: int, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """A list of `size` loans drawn at random from the eligible ones (each listed on a day it
+    was eligible, so in time): the share of defaults it holds, and its share of defaults."""
+    labels = per_loan["label"].to_numpy()
+    chosen = labels[rng.choice(len(labels), size=min(size, len(labels)), replace=False)]
+    defaults = int((labels == 1).sum())
+    caught = float((chosen == 1).sum() / defaults) if defaults else None
+    return caught, float((chosen == 1).mean()) if chosen.size else None
 
 
 def mean_of(values: list[float | None]) -> float | None:

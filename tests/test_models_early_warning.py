@@ -115,7 +115,13 @@ def test_the_backtest_counts_only_warnings_before_the_first_missed_instalment() 
     assert (result.loans, result.defaults, result.days) == (4, 2, 2)
     assert result.warned == 2  # D1 and G1; D2's warning came after its first miss
     assert result.caught == 0.5 and result.precision == 0.5
-    # Random lists of the same size: day 1 draws 2 of D1, D2, G1, G2; day 2 draws 0 of G1, G2.
+    # Random lists of 2 of the 4 eligible loans (2 defaults): half the defaults, half bad.
     assert result.random_caught == pytest.approx(0.5, abs=0.08)
     assert result.random_precision == pytest.approx(0.5, abs=0.08)
+    # A list that holds only the defaults beats random lists of its size.
+    perfect = daily.with_columns(early_warning=pl.col("loan_id").is_in(["D1", "D2"]))
+    best = warning_backtest(perfect, outcomes, draws=400, seed=2)
+    assert (best.caught, best.precision) == (1.0, 1.0)
+    assert best.random_caught == pytest.approx(0.5, abs=0.05)
+    assert best.random_precision == pytest.approx(0.5, abs=0.05)
     assert result.as_dict()["draws"] == 200

@@ -164,3 +164,25 @@ def test_monitor_reports_against_the_reference_saved_with_the_model(
     assert runs[0].data.metrics["score_psi"] == pytest.approx(report["score_psi"])
     assert run_pdflow(args, workspace, tracking).returncode == result.returncode
     assert len(client.search_runs([experiment.experiment_id])) == 1
+
+
+@pytest.mark.xdist_group("two_trainings")
+def test_backfill_runs_each_date_in_order_and_skips_what_is_complete(
+    small_raw: Path, two_trainings: Store, tmp_path: Path
+) -> None:
+    """Scores and monitor reports for two dates with the champion, in a workspace of their
+    own; a second backfill of the same range finds every date complete and runs nothing."""
+    workspace = tmp_path / "ws"
+    args = ["backfill", "--raw", str(small_raw), "--from", "2025-08-30", "--to", "2025-08-31"]
+    args += ["--flows", "daily-score,daily-monitor"]
+    result = run_pdflow(args, workspace, two_trainings.tracking_uri)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for day in ("2025-08-30", "2025-08-31"):
+        assert (workspace / "scores" / f"dt={day}" / "summary.json").is_file()
+        assert json.loads((workspace / "monitor" / f"{day}.json").read_text())["as_of"] == day
+    assert result.stdout.count("│ ran ") == 4
+    again = run_pdflow(args, workspace, two_trainings.tracking_uri)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("│ skipped ") == 4 and "│ ran " not in again.stdout
+    bad = run_pdflow([*args[:-1], "daily-scores"], workspace, two_trainings.tracking_uri)
+    assert bad.returncode == 2 and "unknown ['daily-scores']" in bad.stderr

@@ -77,6 +77,11 @@ def hide_user_error_tracebacks() -> None:
         handler.addFilter(HideUserErrorTracebacks())
 
 
+ModelUri = Annotated[
+    str | None, typer.Option(help="Model URI (default: models:/<registered name>@champion)")
+]
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn problems with the user's input into one clear message and exit code 2."""
@@ -99,6 +104,19 @@ def user_errors() -> Iterator[None]:
     except ValidationError as err:
         errors.print(f"[bold red]invalid settings:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def flow_setup(ctx: typer.Context, raw: Path | None, **overrides: Any) -> tuple[Settings, Path]:
+    """What a command that runs a flow does first: the settings, the raw root (default:
+    ``<workspace>/raw``) checked to exist, Prefect's local state pointed into the workspace."""
+    settings = _settings(ctx, **overrides)
+    root = raw or settings.raw_dir
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"raw root {root} does not exist (write one with `pdflow generate --out DIR`)"
+        )
+    configure_runtime(settings)
+    return settings, root
 
 
 def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
@@ -403,10 +421,7 @@ def score(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model URI (default: models:/<registered name>@champion)"),
-    ] = None,
+    model: ModelUri = None,
 ) -> None:
     """Score with a registered model: one day (--as-of), or the applications of a date range
     (--from/--to), each on its own point-in-time features.
@@ -471,7 +486,7 @@ def backtest_warnings(
     from data.readers import scan_raw
     from data.storage import write_text_atomic
     from models.scoring import backtest_warnings as backtest
-    from models.scoring import default_model_uri, load_model
+    from models.scoring import load_model
 
     if end < start:
         raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
@@ -482,8 +497,7 @@ def backtest_warnings(
         tz = settings.contract.timezone
         judged = as_of.date() if as_of else default_as_of(scan_raw(raw), tz)
         loaded = load_model(
-            model or default_model_uri(settings.mlflow.registered_model_name),
-            settings.mlflow.tracking_uri,
+            model, settings.mlflow.tracking_uri, settings.mlflow.registered_model_name
         )
         first, last = start.date(), end.date()
         days = [first + timedelta(days=i) for i in range(0, (last - first).days + 1, every)]
@@ -528,14 +542,15 @@ def score_range_command(
     ctx: typer.Context, raw: Path, first: date, last: date, out: Path, model: str | None
 ) -> None:
     from data.storage import write_parquet_atomic
-    from models.scoring import default_model_uri, load_model, score_applications
+    from models.scoring import load_model, score_applications
 
     with user_errors():
         settings = _settings(ctx)
         if not raw.is_dir():
             raise FileNotFoundError(f"raw root {raw} does not exist")
-        uri = model or default_model_uri(settings.mlflow.registered_model_name)
-        loaded = load_model(uri, settings.mlflow.tracking_uri)
+        loaded = load_model(
+            model, settings.mlflow.tracking_uri, settings.mlflow.registered_model_name
+        )
         result = score_applications(
             raw,
             first,
@@ -561,10 +576,7 @@ def score_day_command(
     ctx: typer.Context, raw: Path, day: date, out: Path | None, model: str | None
 ) -> None:
     with user_errors():
-        settings = _settings(ctx)
-        if not raw.is_dir():
-            raise FileNotFoundError(f"raw root {raw} does not exist")
-        configure_runtime(settings)
+        settings, raw = flow_setup(ctx, raw)
         from flows.score_flow import daily_score_flow
 
         hide_user_error_tracebacks()
@@ -619,10 +631,7 @@ def monitor(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model URI (default: models:/<registered name>@champion)"),
-    ] = None,
+    model: ModelUri = None,
 ) -> None:
     """Monitor the model in use: PSI of its PD and CSI of its features on recent applications
     against its training reference, AUC, KS and calibration by grade on the loans matured
@@ -631,10 +640,7 @@ def monitor(
     Exit code 0 for ok and warn, 1 for retrain, so that a scheduler can act on it.
     """
     with user_errors():
-        settings = _settings(ctx)
-        if not raw.is_dir():
-            raise FileNotFoundError(f"raw root {raw} does not exist")
-        configure_runtime(settings)
+        settings, raw = flow_setup(ctx, raw)
         from flows.monitor_flow import daily_monitor_flow
 
         hide_user_error_tracebacks()
@@ -684,10 +690,6 @@ def serve(
     the Prefect server PREFECT_API_URL names, until Ctrl-C; their schedules stay active after.
     """
     with user_errors():
-        settings = _settings(ctx)
-        raw_root = raw or settings.raw_dir
-        if not raw_root.is_dir():
-            raise FileNotFoundError(f"raw root {raw_root} does not exist")
         api = os.environ.get("PREFECT_API_URL")
         if not api:
             errors.print(
@@ -696,7 +698,7 @@ def serve(
                 highlight=False,
             )
             raise typer.Exit(2)
-        configure_runtime(settings)
+        settings, raw_root = flow_setup(ctx, raw)
         from prefect import serve as serve_deployments
 
         from flows.deployments import runner_deployments
@@ -737,11 +739,7 @@ def backfill(
     if end < start:
         raise typer.BadParameter(f"{end.date()} is before --from {start.date()}", param_hint="--to")
     with user_errors():
-        settings = _settings(ctx)
-        raw_root = raw or settings.raw_dir
-        if not raw_root.is_dir():
-            raise FileNotFoundError(f"raw root {raw_root} does not exist")
-        configure_runtime(settings)
+        settings, raw_root = flow_setup(ctx, raw)
         from flows.backfill_flow import backfill_flow
 
         hide_user_error_tracebacks()
@@ -774,13 +772,7 @@ def train(
 ) -> None:
     """Run the nightly training flow once: validate, label, build features, train, register."""
     with user_errors():
-        settings = _settings(ctx, training={"trials": trials})
-        raw_root = raw or settings.raw_dir
-        if not raw_root.is_dir():
-            raise FileNotFoundError(
-                f"raw root {raw_root} does not exist (write one with `pdflow generate --out DIR`)"
-            )
-        configure_runtime(settings)
+        settings, raw_root = flow_setup(ctx, raw, training={"trials": trials})
         from flows.train_flow import train_flow
 
         hide_user_error_tracebacks()

@@ -21,7 +21,7 @@ from flows.settings import Settings, as_settings
 from flows.tracking import log_monitor
 from flows.train_flow import raw_root, resolve_as_of
 from models.monitor import MonitorReport, monitor_day
-from models.scoring import default_model_uri, load_model
+from models.scoring import load_model
 
 
 @dataclass
@@ -33,10 +33,8 @@ class MonitorSummary:
 
 @task(name="monitor the model")
 def check(raw: Path, day: date, model: str | None, settings: Settings) -> MonitorReport:
-    loaded = load_model(
-        model or default_model_uri(settings.mlflow.registered_model_name),
-        settings.mlflow.tracking_uri,
-    )
+    mlflow = settings.mlflow
+    loaded = load_model(model, mlflow.tracking_uri, mlflow.registered_model_name)
     return monitor_day(
         raw,
         day,

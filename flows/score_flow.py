@@ -20,7 +20,6 @@ from flows.train_flow import raw_root, resolve_as_of
 from models.scoring import (
     DayScores,
     day_summary,
-    default_model_uri,
     load_model,
     score_day,
     write_day,
@@ -38,10 +37,8 @@ class DailyScoreSummary:
 
 @task(name="score the day")
 def score(raw: Path, day: date, model: str | None, settings: Settings) -> DayScores:
-    loaded = load_model(
-        model or default_model_uri(settings.mlflow.registered_model_name),
-        settings.mlflow.tracking_uri,
-    )
+    mlflow = settings.mlflow
+    loaded = load_model(model, mlflow.tracking_uri, mlflow.registered_model_name)
     get_run_logger().info("scoring %s with %s", day, loaded.version)
     return score_day(
         raw,

@@ -70,8 +70,10 @@ def registry_version(uri: str) -> str:
     return "/".join(map(str, found)) if len(found) == 2 else uri
 
 
-def load_model(uri: str, tracking_uri: str) -> LoadedModel:
-    """Load a registered PD model; :class:`ModelNotFound` with the reason if there is none."""
+def load_model(uri: str | None, tracking_uri: str, registered_name: str = "") -> LoadedModel:
+    """Load a registered PD model (`uri`, or the champion of `registered_name` when none is
+    given); :class:`ModelNotFound` with the reason if there is none."""
+    uri = uri or default_model_uri(registered_name)
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

@@ -215,6 +215,9 @@ def score_loans_on_book(
     _, today = feature_table(tables, features, timezone, labels, spine=spines.loans_on(day))
     ids = today.select("application_id")
     _, then = feature_table(tables, features, timezone, labels, spine=spines.applications_of(ids))
+    # Both tables are sorted by key; the rows of one loan must meet.
+    if not then["application_id"].equals(today["application_id"]):
+        raise AssertionError("the loans' features at disbursal do not match the loans on book")
     rescored = pl.concat(
         [decided(today, loaded), moved_reasons(model, today, then, warning.reasons)],
         how="horizontal",

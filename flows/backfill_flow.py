@@ -46,8 +46,9 @@ COMPLETE: dict[str, Callable[[Settings, date], bool]] = {
 }
 
 
-def days_between(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+def days_between(start: date, end: date, every: int = 1) -> list[date]:
+    """From `start` to `end` (inclusive), every `every` days."""
+    return [start + timedelta(days=i) for i in range(0, (end - start).days + 1, every)]
 
 
 @flow(name="backfill", log_prints=True, validate_parameters=False)

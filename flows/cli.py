@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -485,6 +485,7 @@ def backtest_warnings(
     from data.asof import default_as_of
     from data.readers import scan_raw
     from data.storage import write_text_atomic
+    from flows.backfill_flow import days_between
     from models.scoring import backtest_warnings as backtest
     from models.scoring import load_model
 
@@ -500,7 +501,7 @@ def backtest_warnings(
             model, settings.mlflow.tracking_uri, settings.mlflow.registered_model_name
         )
         first, last = start.date(), end.date()
-        days = [first + timedelta(days=i) for i in range(0, (last - first).days + 1, every)]
+        days = days_between(first, last, every)
         result = backtest(
             raw,
             days,

@@ -7,7 +7,6 @@ Wiring only: the report is :func:`models.monitor.monitor_day`, its MLflow run
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from data.storage import write_text_atomic
 from flows.retries import retrying
 from flows.settings import Settings, as_settings
-from flows.tracking import log_monitor
+from flows.tracking import as_json, log_monitor
 from flows.train_flow import raw_root, resolve_as_of
 from models.monitor import MonitorReport, monitor_day
 from models.scoring import load_model
@@ -52,7 +51,7 @@ def check(raw: Path, day: date, model: str | None, settings: Settings) -> Monito
 @task(name="log the report")
 def record(report: MonitorReport, settings: Settings, out: Path) -> tuple[str, Path]:
     run_id = log_monitor(report, settings.mlflow)
-    path = write_text_atomic(json.dumps(report.as_dict(), indent=2, default=str), out)
+    path = write_text_atomic(as_json(report.as_dict()), out)
     return run_id, path
 
 

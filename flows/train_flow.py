@@ -47,7 +47,7 @@ from flows.tracking import (
     start_parent_run,
 )
 from models.card import CardInputs, card_html, model_card, segment_metrics
-from models.monitor import with_reference
+from models.drift import with_reference
 from models.pipeline import TrainingOutcome, baseline_margins, train_pd_model, training_set
 from models.registry import Registry, Settlement, decision_line, gate_against, lock_path
 from models.split import SPLITS

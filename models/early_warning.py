@@ -58,11 +58,17 @@ def moved_reasons(
     return ranked.rename({"reason_codes": "change_codes", "reasons": "change_reasons"})
 
 
+def by_grade(settings: EarlyWarningSettings) -> pl.Expr:
+    return pl.col("grade_steps") >= settings.grades_worse
+
+
+def by_pd(settings: EarlyWarningSettings) -> pl.Expr:
+    return pl.col("pd_ratio") >= settings.pd_factor
+
+
 def on_the_list(settings: EarlyWarningSettings) -> pl.Expr:
     """Whether a loan goes on the list, over ``grade_steps`` and ``pd_ratio``."""
-    return (pl.col("grade_steps") >= settings.grades_worse) | (
-        pl.col("pd_ratio") >= settings.pd_factor
-    )
+    return by_grade(settings) | by_pd(settings)
 
 
 def trigger(settings: EarlyWarningSettings) -> pl.Expr:
@@ -71,15 +77,9 @@ def trigger(settings: EarlyWarningSettings) -> pl.Expr:
         "grade {} at disbursal, {} today", pl.col("grade_at_disbursal"), pl.col("grade")
     )
     risen = pl.format("PD {}x its PD at disbursal", pl.col("pd_ratio").round(1))
-    by_grade = pl.col("grade_steps") >= settings.grades_worse
-    by_pd = pl.col("pd_ratio") >= settings.pd_factor
-    return (
-        pl.when(by_grade & by_pd)
-        .then(pl.concat_str([worse, risen], separator="; "))
-        .when(by_grade)
-        .then(worse)
-        .otherwise(risen)
-    )
+    both = pl.concat_str([worse, risen], separator="; ")
+    graded, priced = by_grade(settings), by_pd(settings)
+    return pl.when(graded & priced).then(both).when(graded).then(worse).otherwise(risen)
 
 
 def with_movement(

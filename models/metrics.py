@@ -189,8 +189,14 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1))[1:-1])
     e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=len(edges) + 1)
     a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=len(edges) + 1)
-    e_share = np.clip(e / e.sum(), PSI_FLOOR, None)
-    a_share = np.clip(a / a.sum(), PSI_FLOOR, None)
+    return psi_of_shares(e / e.sum(), a / a.sum())
+
+
+def psi_of_shares(expected: np.ndarray, actual: np.ndarray) -> float:
+    """PSI of two distributions over the same bins: sum of (a - e) * ln(a / e) over the bins'
+    shares, floored so an empty bin stays finite."""
+    e_share = np.clip(expected, PSI_FLOOR, None)
+    a_share = np.clip(actual, PSI_FLOOR, None)
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
 
 

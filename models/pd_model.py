@@ -20,9 +20,9 @@ from models.calibration import Calibrator
 from models.candidates import BoosterScorer, Scorer, booster_of
 from models.config import DecisionSettings
 from models.decision import decide
+from models.drift import Reference
 from models.errors import ModelInputError
 from models.explain import reason_codes
-from models.monitor import Reference
 from models.train import FeatureSpec
 
 
@@ -46,7 +46,7 @@ class PDModel(mlflow.pyfunc.PythonModel):
         self.calibrator = calibrator
         self.decision = decision or DecisionSettings()
         self.words = dict(words or {})  # feature -> catalogue description, for reasons
-        self.reference: Reference | None = None  # set when trained (models.monitor.with_reference)
+        self.reference: Reference | None = None  # set when trained (models.drift.with_reference)
 
     @property
     def kind(self) -> str:

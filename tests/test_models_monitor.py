@@ -10,16 +10,9 @@ import polars as pl
 import pytest
 
 from models.config import DecisionSettings, MonitorSettings
+from models.drift import build_reference, frozen_bins, stability, stability_index
 from models.metrics import psi
-from models.monitor import (
-    Performance,
-    build_reference,
-    frozen_bins,
-    performance,
-    stability,
-    stability_index,
-    verdict,
-)
+from models.monitor import Performance, performance, verdict
 
 RNG = np.random.default_rng(7)
 

@@ -149,13 +149,10 @@ def test_monitor_reports_against_the_reference_saved_with_the_model(
     assert report["matured_loans"] == 0 and report["auc"] is None  # none matured since
     model = mlflow.pyfunc.load_model("models:/pdflow-pd/1").unwrap_python_model()
     assert set(report["feature_csi"]) == set(model.spec.names)
-    assert model.reference.auc == pytest.approx(
-        mlflow.MlflowClient(tracking)
-        .get_run(mlflow.MlflowClient(tracking).get_model_version("pdflow-pd", "1").run_id)
-        .data.metrics["oot_auc"]
-    )
-
     client = mlflow.MlflowClient(tracking)
+    trained = client.get_run(client.get_model_version("pdflow-pd", "1").run_id)
+    assert model.reference.auc == pytest.approx(trained.data.metrics["oot_auc"])
+
     experiment = client.get_experiment_by_name("pdflow-pd-monitor")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1

@@ -83,17 +83,36 @@ def deployments_of(api: str) -> dict[str, dict]:
 
 
 def finished(api: str, run_id: str) -> dict | None:
-    run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+    answer = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30)
+    if answer.status_code != 200:
+        return None
+    run = answer.json()
     return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
 
 def trigger(api: str, deployment: dict, parameters: dict) -> dict:
-    created = httpx.post(
-        f"{api}/deployments/{deployment['id']}/create_flow_run",
-        json={"parameters": parameters},
-        timeout=10,
-    ).json()
-    return wait_for(lambda: finished(api, created["id"]), deployment["name"], timeout=900, every=3)
+    """Create a run of the deployment and wait for it to end. A server on two busy cores can
+    answer 5xx for a moment (SQLite busy), so creating is retried; the last answer is shown."""
+    answers: list[httpx.Response] = []
+
+    def created() -> str | None:
+        answers.append(
+            httpx.post(
+                f"{api}/deployments/{deployment['id']}/create_flow_run",
+                json={"parameters": parameters},
+                timeout=30,
+            )
+        )
+        return answers[-1].json()["id"] if answers[-1].status_code == 201 else None
+
+    try:
+        run_id = wait_for(created, f"a run of {deployment['name']}", timeout=120, every=3)
+    except AssertionError as timed_out:
+        last = answers[-1]
+        raise AssertionError(
+            f"{timed_out}; last answer {last.status_code}: {last.text[:500]}"
+        ) from None
+    return wait_for(lambda: finished(api, run_id), deployment["name"], timeout=900, every=3)
 
 
 @pytest.mark.slow

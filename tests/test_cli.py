@@ -31,6 +31,19 @@ def test_generate_writes_the_contract_tables(tmp_path: Path) -> None:
     assert days[0] >= "dt=2024-02-01" and days[-1] <= "dt=2024-04-30"
 
 
+def test_generate_appends_days_to_a_root_and_keeps_its_world(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    args = ["generate", "--out", str(out), "--users", "200", "--months", "2"]
+    assert runner.invoke(app, [*args, "--start", "2024-02-01"]).exit_code == 0
+    result = runner.invoke(app, ["generate", "--out", str(out), "--append-days", "3"])
+    assert result.exit_code == 0, result.output
+    assert "local days 2024-02-01 to 2024-04-03" in " ".join(result.output.split())
+    assert (out / "consumption" / "dt=2024-04-03").is_dir()
+    refused = runner.invoke(app, [*args, "--append-days", "1"])
+    assert refused.exit_code == 2 and "--users, --months cannot change" in refused.output
+    assert not (out / "consumption" / "dt=2024-04-04").exists()
+
+
 def test_generate_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
     result = runner.invoke(app, ["generate", "--out", str(tmp_path), "--users", "10"])

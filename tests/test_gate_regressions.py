@@ -41,8 +41,9 @@ def apply(root: Root, faults: list[Fault]) -> Root:
 def test_a_flat_table_with_one_file_loaded_twice_is_judged_in_linear_memory(
     tmp_path: Path,
 ) -> None:
-    """`pdflow generate --users 3000 --months 12 --seed 5`, consumption rewritten as four flat
-    files, one of them copied under another name: 58,485 of 292,423 rows repeat.
+    """`pdflow generate --users 3000 --months 12 --seed 5 --reserve-months 0`, consumption
+    rewritten as four flat files, one of them copied under another name: 58,485 of 292,423 rows
+    repeat.
 
     The gate before the fix judged the repeated order ids with a filtered window expression
     over groups (``data.validation.unique_flag``) whose ``is_in(<list literal>)`` was
@@ -53,7 +54,8 @@ def test_a_flat_table_with_one_file_loaded_twice_is_judged_in_linear_memory(
     generated = tmp_path / "R"
     made = run_pdflow(
         "--workspace", str(tmp_path / "ws"), "generate", "--out", str(generated),
-        "--users", "3000", "--months", "12", "--seed", "5", "--start", "2025-01-01", cap=None,
+        "--users", "3000", "--months", "12", "--seed", "5", "--start", "2025-01-01",
+        "--reserve-months", "0", cap=None,
     )  # fmt: skip
     assert made.returncode == 0, made.describe()
     clean = flatten(load_root(generated), tables=("consumption",))

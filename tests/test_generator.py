@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from data.contract import EVENT_TABLES, PARTITION_COLUMN, TABLES
-from data.generator import GeneratorConfig, generate
+from data.generator import GeneratorConfig, append_days, generate, root_config
 from data.generator.timeline import add_months
 
 # One worker runs the module: its module-scoped worlds are built once, not once per worker.
@@ -315,6 +315,62 @@ def test_byte_identical_files_and_replace_semantics(tmp_path):
     with pytest.raises(FileExistsError):
         generate(foreign, cfg, progress=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.parquet")}
+
+
+def test_appended_days_continue_the_same_world(tmp_path):
+    """Two days appended: the root is what generating with the two days revealed gives, byte
+    for byte; every file of a day before the old cut is unchanged; the new days hold events,
+    applications and repayments paid in them; installments paid after the cut stay unpaid."""
+    cfg = GeneratorConfig(users=400, months=4, seed=3, block_users=200)
+    root, direct = tmp_path / "root", tmp_path / "direct"
+    generate(root, cfg, progress=False)
+    before = files_of(root)
+    users, schedules = read(root, "users"), read(root, "repayments")
+    report = append_days(root, 2, progress=False)
+    generate(direct, replace(cfg, extra_days=2), progress=False)
+    after = files_of(root)
+    assert after == files_of(direct)
+    assert root_config(root) == replace(cfg, extra_days=2) and report.config.extra_days == 2
+
+    old_cut = cfg.cut
+    dated = {k: v for k, v in before.items() if "/dt=" in k}
+    assert all(after[k] == v for k, v in dated.items())
+    new_days = {k.split("/")[1] for k in set(after) - set(before)}
+    assert new_days == {f"dt={old_cut}", f"dt={old_cut + timedelta(days=1)}"}
+    assert read(root, "users").equals(users)
+
+    tz = timezone(timedelta(hours=8))
+    cut_at = datetime(old_cut.year, old_cut.month, old_cut.day, tzinfo=tz).astimezone(UTC)
+    end_at = cut_at + timedelta(days=2)
+    new_apps = read(root, "applications").filter(pl.col("applied_at") >= cut_at)
+    assert new_apps.height > 0 and new_apps["applied_at"].max() < end_at
+    paid = read(root, "repayments")["paid_at"].drop_nulls()
+    assert paid.max() < end_at and ((paid >= cut_at) & (paid < end_at)).sum() > 0
+    new_loans = set(new_apps["loan_id"].drop_nulls())
+    grown = read(root, "repayments")
+    assert new_loans and new_loans <= set(grown["loan_id"])
+    assert (
+        grown.height == schedules.height + grown.filter(pl.col("loan_id").is_in(new_loans)).height
+    )
+    assert set(read(root, "_truth")["application_id"]) == set(
+        read(root, "applications")["application_id"]
+    )
+
+
+def test_appending_is_refused_past_the_reserve_and_for_foreign_roots(tmp_path):
+    cfg = GeneratorConfig(users=200, months=3, seed=3, reserve_months=1)
+    root = tmp_path / "root"
+    generate(root, cfg, progress=False)
+    room = (add_months(cfg.start, 4) - cfg.period_end).days
+    with pytest.raises(ValueError, match=f"holds {room} days"):
+        append_days(root, room + 1, progress=False)
+    assert root_config(root) == cfg
+    with pytest.raises(FileNotFoundError, match="only a root written by `pdflow generate`"):
+        append_days(tmp_path / "elsewhere", 1, progress=False)
 
 
 def test_failed_run_leaves_no_output(tmp_path, monkeypatch):

@@ -82,8 +82,11 @@ def frames_of(root: Path, names=TABLES) -> dict[str, pl.DataFrame]:
 
 
 def test_default_knobs_give_the_world_of_before(tmp_path):
-    """The digest of a world generated before the scenario knobs existed (same config)."""
-    cfg = GeneratorConfig(users=400, months=4, seed=11, block_users=200, start=date(2024, 3, 1))
+    """The digest of a world generated before the scenario knobs existed (same config), and
+    before the world ran past the period (no reserve)."""
+    cfg = GeneratorConfig(
+        users=400, months=4, seed=11, block_users=200, start=date(2024, 3, 1), reserve_months=0
+    )
     generate(tmp_path / "raw", cfg, progress=False)
     assert world_digest(tmp_path / "raw") == (
         "e58ce4d9234d541a66bf73c234c17a76e93decccf82937a08566ee24c2f0cecd"
@@ -250,7 +253,7 @@ def community_share(root: Path, cfg: GeneratorConfig) -> float:
     """Share of the variance of applications' true default logit between communities
     (the communities are the simulator's: rebuilt from the block's seed)."""
     assert cfg.n_blocks == 1
-    tl = Timeline.build(cfg.start, cfg.months, cfg.timezone)
+    tl = Timeline.build(cfg.start, cfg.horizon_months, cfg.timezone)
     rngs = block_streams(np.random.SeedSequence(cfg.seed).spawn(1)[0])
     pop = build_population(0, 0, cfg.users, tl, cfg, rngs["population"], rngs["outsiders"])
     comm = pl.DataFrame({"user_id": pop.uid, "comm": pop.comm})
@@ -266,10 +269,14 @@ def community_share(root: Path, cfg: GeneratorConfig) -> float:
 
 
 def test_community_weight_puts_more_of_the_risk_in_communities(world):
-    shares = {
-        w: community_share(world(community_weight=w), replace(BASE, community_weight=w))
-        for w in (0.0, 1.0, 2.0)
-    }
+    # One 6,000-user world has too few applications per community for a stable share (one
+    # seed's share at weight 1 fell below its share at weight 0), so three seeds are averaged.
+    def share(w: float) -> float:
+        seeds = (BASE.seed, BASE.seed + 1, BASE.seed + 2)
+        knobs = [{"community_weight": w, "seed": seed} for seed in seeds]
+        return float(np.mean([community_share(world(**k), replace(BASE, **k)) for k in knobs]))
+
+    shares = {w: share(w) for w in (0.0, 1.0, 2.0)}
     assert shares[0.0] + 0.04 < shares[1.0] < shares[2.0] - 0.08, shares
     bad = {w: read(world(community_weight=w), "_truth")["true_pd"].mean() for w in (1.0, 2.0)}
     assert bad[2.0] > bad[1.0]

@@ -5,6 +5,7 @@ Public API::
     from data.generator import GeneratorConfig, GenerationReport, generate
     report = generate(Path("raw"), GeneratorConfig(users=20_000, months=24, seed=7))
     report = generate(Path("thin"), GeneratorConfig.from_scenario("thin_file", users=5_000))
+    report = append_days(Path("raw"), 1)  # the next local day of the same world
 
 The world (details in :mod:`.population` and :mod:`.tables`):
 
@@ -36,12 +37,15 @@ Output layout, determinism and atomicity are documented on :func:`generate`.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, fields, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +62,68 @@ __all__ = [
     "SCENARIO_DESCRIPTIONS",
     "GenerationReport",
     "GeneratorConfig",
+    "append_days",
     "generate",
+    "root_config",
 ]
+
+#: The config a root was generated with, beside its table folders.
+MANIFEST = "_generator.json"
 
 
 def _replaceable(out: Path) -> bool:
-    """True when ``out`` is absent, empty, or only holds contract table folders."""
+    """True when ``out`` is absent, empty, or only holds contract table folders (and the
+    generator's manifest)."""
     if not out.exists():
         return True
     if not out.is_dir():
         return False
-    return all(e.is_dir() and e.name in TABLES for e in os.scandir(out))
+    return all(
+        (e.is_dir() and e.name in TABLES) or (e.is_file() and e.name == MANIFEST)
+        for e in os.scandir(out)
+    )
+
+
+def write_manifest(root: Path, config: GeneratorConfig) -> None:
+    values = {k: v for k, v in asdict(config).items() if k != "workers"}
+    (root / MANIFEST).write_text(json.dumps(values, default=str, indent=2, sort_keys=True))
+
+
+def root_config(root: Path) -> GeneratorConfig:
+    """The config ``root`` was generated with (its manifest); a clear error for a root the
+    generator did not write."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{root} has no {MANIFEST}: only a root written by `pdflow generate` can be "
+            "extended, since the new days continue the world it simulated"
+        )
+    values = json.loads(path.read_text())
+    known = {f.name for f in fields(GeneratorConfig)}
+    if not isinstance(values, dict) or set(values) - known or "start" not in values:
+        raise ValueError(f"{path} is not a generator manifest this version can read")
+    return GeneratorConfig(**{**values, "start": date.fromisoformat(values["start"])})
+
+
+def append_days(
+    root: Path, days: int, progress: bool = True, workers: int | None = None
+) -> GenerationReport:
+    """Extend ``root`` by ``days`` local days of the same world: new logs, applications and
+    decisions, and the repayments that come due or are paid in them.
+
+    The root is generated again with its own config and ``extra_days`` raised (the world is
+    the same, so every file of a day before the old cut is rewritten byte for byte) and
+    replaced whole when complete, as :func:`generate` does. The report's ``rows`` are those
+    of the whole root."""
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    config = root_config(root)
+    grown = replace(
+        config,
+        extra_days=config.extra_days + days,
+        workers=config.workers if workers is None else workers,
+    )
+    return generate(root, grown, progress)
 
 
 def generate(out: Path, config: GeneratorConfig, progress: bool = True) -> GenerationReport:
@@ -79,9 +134,12 @@ def generate(out: Path, config: GeneratorConfig, progress: bool = True) -> Gener
     ``out/<table>/part-<block>.parquet`` for ``users``, ``bureau_snapshots``, ``repayments``
     and ``_truth``. Every file has exactly ``data.contract.TABLES[name].schema``.
 
-    Period: ``[start, start + months)`` in local time; no timestamp (events, applications,
-    ``paid_at``) is at or after its end, no user acts before ``registered_at``. Repayment
-    schedules list every installment, including those due after the end (unpaid there).
+    Period: ``[start, cut)`` in local time, ``cut`` being ``start + months`` plus
+    ``extra_days`` (:attr:`GeneratorConfig.cut`); no timestamp (events, applications,
+    ``registered_at``, ``paid_at``) is at or after it, no user acts before ``registered_at``.
+    Repayment schedules list every installment, including those due after the cut (unpaid
+    there). ``out/_generator.json`` records the config, so :func:`append_days` can continue
+    the world.
 
     Determinism: block ``b`` (users ``b*block_users`` ...) draws from
     ``SeedSequence(seed).spawn(n_blocks)[b]``; rows are sorted (local day, user, time) before
@@ -102,7 +160,7 @@ def generate(out: Path, config: GeneratorConfig, progress: bool = True) -> Gener
             "folders may be replaced); choose another --out or remove it"
         )
     t_start = time.perf_counter()
-    tl = Timeline.build(config.start, config.months, config.timezone)
+    tl = Timeline.build(config.start, config.horizon_months, config.timezone)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     rows: dict[str, int] = dict.fromkeys(TABLES, 0)
@@ -140,6 +198,7 @@ def generate(out: Path, config: GeneratorConfig, progress: bool = True) -> Gener
                         fut.cancel()
                     raise
         files += finish_output(tmp, tl)
+        write_manifest(tmp, config)
         swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

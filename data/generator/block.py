@@ -22,6 +22,7 @@ import numpy as np
 from . import tables as T
 from .config import GeneratorConfig
 from .population import build_population, family_view
+from .reveal import Cut, before, loans_before
 from .timeline import Timeline
 from .writer import PartWriter, write_empty_tables
 
@@ -58,38 +59,43 @@ def run_block(
     b: int, ss: np.random.SeedSequence, root: Path, config: GeneratorConfig
 ) -> BlockResult:
     """Simulate block ``b`` (seeded by ``ss``) and write its files under ``root``."""
-    tl = Timeline.build(config.start, config.months, config.timezone)
+    tl = Timeline.build(config.start, config.horizon_months, config.timezone)
+    cut = Cut.of(config.cut, tl)
     rngs = block_streams(ss)
     first = b * config.block_users
     n = min(config.block_users, config.users - first)
     writer = PartWriter(root, tl)
+
+    def write(chunk: T.Chunk) -> None:
+        writer.write(before(chunk, cut), b)
+
     try:
         pop = build_population(b, first, n, tl, config, rngs["population"], rngs["outsiders"])
-        writer.write(T.users(rngs["users"], pop), b)
+        write(T.users(rngs["users"], pop))
         apps, reps, truth, ev = T.applications(rngs["applications"], pop, tl, config)
-        for chunk in (apps, reps, truth):
+        for chunk in loans_before(apps, reps, truth, cut):
             writer.write(chunk, b)
         del apps, reps, truth
         view = family_view(pop, config.bureau_signal, rngs["bureau_view"])
         filed = bureau_files(rngs["bureau_coverage"], pop.n, config.bureau_coverage)
         snapshots = T.bureau_snapshots(rngs["bureau_snapshots"], view, tl)
-        writer.write(T.of_users(snapshots, pop.first_user, filed), b)
+        write(T.of_users(snapshots, pop.first_user, filed))
         inquiries = T.bureau_inquiries(rngs["bureau_inquiries"], view, tl, ev)
-        writer.write(T.of_users(inquiries, pop.first_user, filed), b)
+        write(T.of_users(inquiries, pop.first_user, filed))
         del view, snapshots, inquiries
         view = family_view(pop, config.transactions_signal, rngs["transactions_view"])
-        writer.write(T.transactions(rngs["transactions"], view, tl, config, ev), b)
+        write(T.transactions(rngs["transactions"], view, tl, config, ev))
         writer.flush()
         view = family_view(pop, config.consumption_signal, rngs["consumption_view"])
-        writer.write(T.consumption(rngs["consumption"], view, tl, config), b)
+        write(T.consumption(rngs["consumption"], view, tl, config))
         writer.flush()
         view = family_view(pop, config.social_signal, rngs["social_view"])
-        writer.write(T.social(rngs["social"], view, tl, config), b)
+        write(T.social(rngs["social"], view, tl, config))
         view = family_view(pop, config.app_signal, rngs["app_view"])
-        writer.write(T.app_events(rngs["app_events"], view, tl, config, ev), b)
+        write(T.app_events(rngs["app_events"], view, tl, config, ev))
         del view
         writer.flush()
-        active = float(pop.frac.sum())
+        active = float(pop.frac[:, : tl.month_of_day(cut.day)].sum())
     finally:
         writer.close()
     return BlockResult(b, dict(writer.rows), writer.files, active)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from .timeline import add_months
 
 SIGNALS = (
     "bureau_signal",
@@ -27,6 +29,13 @@ class GeneratorConfig:
     (``timezone``). Users are simulated in blocks of ``block_users``; memory is bounded by the
     block size, and every block draws from its own ``SeedSequence(seed).spawn`` child, so a
     given ``(seed, block_users)`` always yields the same rows.
+
+    Revealed days: the world is simulated ``reserve_months`` further than the period, and only
+    what happened before local midnight of :attr:`cut` is written: the period's end plus
+    ``extra_days``. Appending days to a root (:func:`data.generator.append_days`) raises
+    ``extra_days`` and writes the root again: the same world, so every row before the old cut
+    is unchanged and the new days carry on the same users, their stress, their loans and the
+    repayments that come due. A repayment paid at or after the cut is unpaid in the root.
 
     World knobs (defaults give the documented magnitudes):
 
@@ -98,6 +107,8 @@ class GeneratorConfig:
     seed: int = 7
     start: date = date(2024, 1, 1)
     timezone: str = "Asia/Shanghai"
+    reserve_months: int = 1
+    extra_days: int = 0
     block_users: int = 50_000
     workers: int = 1
     pd_intercept: float = -5.25
@@ -124,6 +135,15 @@ class GeneratorConfig:
             raise ValueError("users must be >= 1")
         if self.months < 1:
             raise ValueError("months must be >= 1")
+        if self.reserve_months < 0 or self.extra_days < 0:
+            raise ValueError("reserve_months and extra_days must be >= 0")
+        if self.cut > add_months(self.start, self.horizon_months):
+            room = (add_months(self.start, self.horizon_months) - self.period_end).days
+            raise ValueError(
+                f"{self.extra_days} days after the period do not fit in the simulated world: "
+                f"its reserve of {self.reserve_months} month(s) holds {room} days "
+                "(generate the root again with more reserve months)"
+            )
         if self.block_users < 1:
             raise ValueError("block_users must be >= 1")
         if not 0.0 <= self.pre_registered <= 1.0:
@@ -147,6 +167,20 @@ class GeneratorConfig:
     @property
     def n_blocks(self) -> int:
         return -(-self.users // self.block_users)
+
+    @property
+    def horizon_months(self) -> int:
+        """Months simulated: the period and its reserve."""
+        return self.months + self.reserve_months
+
+    @property
+    def period_end(self) -> date:
+        return add_months(self.start, self.months)
+
+    @property
+    def cut(self) -> date:
+        """The first local day not written: the period's end plus the revealed days."""
+        return self.period_end + timedelta(days=self.extra_days)
 
     @classmethod
     def from_scenario(cls, name: str = "default", **overrides: Any) -> GeneratorConfig:

@@ -282,10 +282,11 @@ def build_population(
     )
     eng = rng.lognormal(0, 0.35, n)
 
-    # registration
+    # registration, within the period (not its reserve): a root holds every user
+    period_days = int(tl.month_start[cfg.months])
     pre = rng.random(n) < cfg.pre_registered
     reg_day = np.where(
-        pre, -rng.integers(1, 900, n), rng.integers(0, max(tl.n_days - 1, 1), n)
+        pre, -rng.integers(1, 900, n), rng.integers(0, max(period_days - 1, 1), n)
     ).astype(np.int64)
     reg_us = tl.to_utc(reg_day, rng.integers(0, 86_400_000_000, n))
 
@@ -331,7 +332,7 @@ def build_population(
         + 0.1 * app
     )
     exposed = (np.isin(occ, [OCC["gig"], OCC["self_employed"]]) | (tier >= 4)).astype(float)
-    shock_m = round(cfg.shock_start * M)
+    shock_m = round(cfg.shock_start * cfg.months)
     macro = np.zeros(M + 1)
     for j in range(1, M + 1):
         m = j - 1

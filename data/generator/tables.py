@@ -252,7 +252,7 @@ def applications(
     """Applications, the lender's decision, the repayment schedule and the truth."""
     M = tl.months
     Sm = pop.Sm
-    camp_m = round(cfg.campaign_start * M)
+    camp_m = round(cfg.campaign_start * cfg.months)
     in_campaign = (np.arange(M) >= camp_m)[None, :]
     lam_org = (
         cfg.application_rate
@@ -837,7 +837,7 @@ def app_events(
     Sm = pop.Sm
     M = tl.months
     E = {e: _code(APP_EVENTS, e) for e in APP_EVENTS}
-    camp_m = round(cfg.campaign_start * M)
+    camp_m = round(cfg.campaign_start * cfg.months)
     sess_u, sess_day, sess_us = [], [], []
     ev_sess, ev_us, ev_code = [], [], []
     n_sess = 0

@@ -8,6 +8,10 @@ with the lower Brier score wins. Fitting and scoring on the same rows would alwa
 isotonic, which can follow every wiggle, so the Brier scores compared are out of fold: the
 rows are cut, in time order, into contiguous folds, and each fold is scored by a calibrator
 fitted on the others.
+
+A PD floor (``EvaluationSettings.pd_floor``, Basel's 0.03% by default) bounds every PD to
+``[floor, 1 - floor]``: isotonic regression would otherwise give the lowest scores a PD of
+exactly zero, which no borrower has and no ratio of PDs survives.
 """
 
 from __future__ import annotations
@@ -38,24 +42,29 @@ class Calibrator:
 
     method: Method
     model: IsotonicRegression | LogisticRegression
+    floor: float = 0.0
 
     @classmethod
-    def fit(cls, method: Method, score: np.ndarray, labels: np.ndarray) -> Calibrator:
+    def fit(
+        cls, method: Method, score: np.ndarray, labels: np.ndarray, floor: float = 0.0
+    ) -> Calibrator:
         if method == "isotonic":
             model: IsotonicRegression | LogisticRegression = IsotonicRegression(
-                y_min=0.0, y_max=1.0, out_of_bounds="clip"
+                y_min=floor, y_max=1.0 - floor, out_of_bounds="clip"
             ).fit(score, labels)
         else:
             # No penalty: two parameters on thousands of rows need no shrinking.
             model = LogisticRegression(C=np.inf).fit(log_odds(score)[:, None], labels)
             if model.coef_[0, 0] < 0:
                 _flatten(model, labels)
-        return cls(method, model)
+        return cls(method, model, floor)
 
     def transform(self, score: np.ndarray) -> np.ndarray:
         if isinstance(self.model, IsotonicRegression):
-            return np.asarray(self.model.predict(score), dtype=np.float64)
-        return self.model.predict_proba(log_odds(score)[:, None])[:, 1]
+            pd = np.asarray(self.model.predict(score), dtype=np.float64)
+        else:
+            pd = self.model.predict_proba(log_odds(score)[:, None])[:, 1]
+        return np.clip(pd, self.floor, 1.0 - self.floor)
 
 
 def _flatten(model: LogisticRegression, labels: np.ndarray) -> None:
@@ -67,11 +76,13 @@ def _flatten(model: LogisticRegression, labels: np.ndarray) -> None:
     model.intercept_[:] = np.log(rate / (1 - rate))
 
 
-def out_of_fold_brier(method: Method, score: np.ndarray, labels: np.ndarray, folds: int) -> float:
+def out_of_fold_brier(
+    method: Method, score: np.ndarray, labels: np.ndarray, folds: int, floor: float = 0.0
+) -> float:
     """Brier score of `method` when every row is calibrated by a map fitted without it."""
     calibrated = np.empty(len(score), dtype=np.float64)
     for fit_rows, held_rows in KFold(n_splits=folds, shuffle=False).split(score):
-        fitted = Calibrator.fit(method, score[fit_rows], labels[fit_rows])
+        fitted = Calibrator.fit(method, score[fit_rows], labels[fit_rows], floor)
         calibrated[held_rows] = fitted.transform(score[held_rows])
     return float(brier_score_loss(labels, calibrated))
 
@@ -83,7 +94,11 @@ class CalibrationChoice:
 
 
 def choose_calibrator(
-    score: np.ndarray, labels: np.ndarray, folds: int = 5, methods: tuple[Method, ...] = METHODS
+    score: np.ndarray,
+    labels: np.ndarray,
+    folds: int = 5,
+    methods: tuple[Method, ...] = METHODS,
+    floor: float = 0.0,
 ) -> CalibrationChoice:
     """Fit the method with the lowest out-of-fold Brier score on all validation rows.
 
@@ -92,6 +107,6 @@ def choose_calibrator(
     """
     score = np.asarray(score, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
-    brier = {m: out_of_fold_brier(m, score, labels, folds) for m in methods}
+    brier = {m: out_of_fold_brier(m, score, labels, folds, floor) for m in methods}
     best = min(methods, key=lambda m: brier[m])
-    return CalibrationChoice(Calibrator.fit(best, score, labels), brier)
+    return CalibrationChoice(Calibrator.fit(best, score, labels, floor), brier)

@@ -344,11 +344,13 @@ def refit(
     settings: TrainSettings,
     folds: int,
     methods: Sequence[Method] = METHODS,
+    floor: float = 0.0,
 ) -> Refit:
-    """The recipe fitted on all of `frame` (time-ordered), calibrated out of fold."""
+    """The recipe fitted on all of `frame` (time-ordered), calibrated out of fold, every PD
+    within `floor` of 0 and 1."""
     scores = out_of_fold_scores(recipe, spec, frame, settings, folds)
     labels = frame["label"].to_numpy()
-    choice = choose_calibrator(scores, labels, folds, tuple(methods))
+    choice = choose_calibrator(scores, labels, folds, tuple(methods), floor)
     return Refit(
         recipe.fit(spec, frame, settings),
         choice.calibrator,

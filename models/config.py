@@ -279,6 +279,12 @@ class EvaluationSettings(BaseModel):
         "auto", description="auto: the method with the lower out-of-fold validation Brier score"
     )
     calibration_folds: int = Field(5, ge=2, description="Contiguous folds of the validation split")
+    pd_floor: float = Field(
+        0.0003,
+        ge=0.0,
+        lt=0.5,
+        description="Every PD is at least this and at most 1 minus it (Basel's 0.03% floor)",
+    )
     bins: int = Field(10, ge=2, description="Equal-count bins of PD: deciles, ECE, PSI")
     baselines: bool = Field(True, description="Fit the baselines and the family ablation")
     ablation_families: tuple[str, ...] = Field(

@@ -96,7 +96,10 @@ def with_movement(
         grade_at_disbursal=grade(pl.col("pd_at_disbursal"), decision),
         grade_steps=grade_rank(pl.col("pd"), decision)
         - grade_rank(pl.col("pd_at_disbursal"), decision),
-        pd_ratio=pl.col("pd") / pl.col("pd_at_disbursal"),
+        # a PD of zero at disbursal (a floor of zero) has no ratio: its grade move still counts
+        pd_ratio=pl.when(pl.col("pd_at_disbursal") > 0).then(
+            pl.col("pd") / pl.col("pd_at_disbursal")
+        ),
     ).with_columns(early_warning=on_the_list(settings))
 
 

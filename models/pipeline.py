@@ -236,7 +236,8 @@ def _final_models(
     if settings.final_refit == "none":
         valid = parts["valid"]
         raw = expit(chosen.scorer.log_odds(spec.matrix(valid)))
-        calibration = choose_calibrator(raw, valid["label"].to_numpy(), folds, methods)
+        labels = valid["label"].to_numpy()
+        calibration = choose_calibrator(raw, labels, folds, methods, evaluation.pd_floor)
         evaluated = model(chosen.scorer, calibration.calibrator)
         scope = described(("train",)) + ", calibrated on valid"
         fitted = {"evaluated": scope, "registered": scope}
@@ -247,7 +248,7 @@ def _final_models(
     ranked = [chosen, *(c for c in others if c is not chosen)]
     passed_over = []
     for chosen in ranked:
-        refitted = refit(chosen.recipe, spec, seen, settings, folds, methods)
+        refitted = refit(chosen.recipe, spec, seen, settings, folds, methods, evaluation.pd_floor)
         if refitted.ranks:
             break
         passed_over.append(
@@ -269,7 +270,7 @@ def _final_models(
             chosen, passed_over, evaluated, evaluated, refitted.brier, fitted, months
         )
     every = pl.concat([seen, parts["oot"]])
-    serving = refit(chosen.recipe, spec, every, settings, folds, methods)
+    serving = refit(chosen.recipe, spec, every, settings, folds, methods, evaluation.pd_floor)
     return FinalModels(
         chosen,
         passed_over,
@@ -298,7 +299,11 @@ def _candidate_table(
     rows, scores = [], {}
     for name, candidate in candidates.items():
         calibration = choose_calibrator(
-            expit(candidate.valid_log_odds), valid_labels, evaluation.calibration_folds, methods
+            expit(candidate.valid_log_odds),
+            valid_labels,
+            evaluation.calibration_folds,
+            methods,
+            evaluation.pd_floor,
         )
         raw = expit(candidate.scorer.log_odds(oot_matrix))
         scores[f"candidate_{name}"] = calibration.calibrator.transform(raw)

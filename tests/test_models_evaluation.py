@@ -120,6 +120,17 @@ def test_a_forced_method_is_the_one_fitted() -> None:
     assert np.array_equal(choice.calibrator.transform(score), again.calibrator.transform(score))
 
 
+def test_no_pd_is_below_the_floor_or_above_one_minus_it() -> None:
+    """Isotonic regression gives the lowest scores a PD of exactly 0 without a floor."""
+    score, labels, _ = distorted(8)
+    bare = choose_calibrator(score, labels, methods=("isotonic",)).calibrator.transform(score)
+    assert bare.min() == 0.0
+    for method in ("isotonic", "platt"):
+        floored = choose_calibrator(score, labels, methods=(method,), floor=0.01).calibrator
+        pd = floored.transform(np.concatenate([score, [0.0, 1.0]]))
+        assert pd.min() >= 0.01 and pd.max() <= 0.99, method
+
+
 def test_calibration_never_reverses_the_ranking() -> None:
     """Scores that fall as risk rises (a near-constant model's noise, out of fold) are not
     turned upside down: Platt's slope is held at zero, isotonic is non-decreasing."""

@@ -33,9 +33,11 @@ from expectations.runner import SuiteResult, validate
 from expectations.suites import features_suite, training_suite
 from features.build import catalogue_markdown, update_feature_store
 from features.store import MONTH, scan_feature_store
+from flows.resume import result_key, resumable
 from flows.retries import retrying
 from flows.settings import Settings, as_settings
 from flows.tracking import (
+    Champion,
     RegisteredRun,
     as_json,
     end_parent_run,
@@ -181,7 +183,11 @@ def make_features(gate: DataGateOutcome, raw: Path, settings: Settings, out: Pat
 
 @task(name="split, tune and train")
 def train_model(
-    features: FeatureOutput, labels_path: Path, gate: DataGateOutcome, settings: Settings
+    features: FeatureOutput,
+    labels_path: Path,
+    gate: DataGateOutcome,
+    settings: Settings,
+    champion: Champion | None,
 ) -> tuple[TrainingOutcome, SuiteResult]:
     feature_frame = pl.read_parquet(features.path)
     labels = pl.read_parquet(labels_path)
@@ -193,7 +199,6 @@ def train_model(
     if not check.success and check.action == "stop":
         raise DataGateStop(check.messages())
     truth = scan_validated(gate.report, settings.contract.timezone)["_truth"].collect()
-    champion = find_champion(settings.mlflow)
     get_run_logger().info(
         "tuning warm-starts from %s",
         f"the champion, version {champion.version}" if champion else "the base parameters only",
@@ -331,6 +336,7 @@ def register(
     settings: Settings,
     out: Path,
     run: RunContext,
+    fingerprint: str,
 ) -> Registered:
     """The parent run (started with the flow) with everything a reviewer compares, a new
     version with the ``challenger`` alias, the gate against the champion, the model card."""
@@ -354,7 +360,6 @@ def register(
         "data_gate/report.json": as_json(gate.as_dict()),
         "data_gate/gx_results.json": results_json(results),
     }
-    fingerprint = raw_fingerprint(raw, gate.as_of, gate.report.tables)
     tags = parent_run_tags(outcome, gate.as_of.isoformat(), fingerprint, run.trigger)
     name = f"{outcome.chosen} as of {gate.as_of}"
     parent = start_parent_run(settings.mlflow, run.started_ms, tags, name)
@@ -436,10 +441,14 @@ def train_flow(
     gate = retrying(check_data, settings.retries)(raw, day, settings, out)
     labels = retrying(make_labels, settings.retries)(gate, settings, out)
     features = retrying(make_features, settings.retries)(gate, raw, settings, out)
-    outcome, training_check = train_model(features, labels, gate, settings)
-    registered = register(
-        outcome, raw, gate, features, [features.check, training_check], settings, out, run
+    fingerprint = raw_fingerprint(raw, gate.as_of, gate.report.tables)
+    champion = find_champion(settings.mlflow)
+    key = result_key("train", fingerprint, settings, champion and champion.version)
+    outcome, training_check = resumable(train_model, key)(
+        features, labels, gate, settings, champion
     )
+    checks = [features.check, training_check]
+    registered = register(outcome, raw, gate, features, checks, settings, out, run, fingerprint)
     return TrainSummary(
         run=registered.run,
         as_of=day,

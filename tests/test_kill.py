@@ -1,7 +1,8 @@
 """`pdflow train` killed (SIGKILL) during the feature build, during training and during the
 registry step, one run after the other on the same workspace and store: each time nothing
 half-written is left (the feature store reads whole, no application twice, no champion that
-a killed run set), and the next run completes."""
+a killed run set), and the next run completes, taking the training that finished before the
+registry step was killed from its persisted result instead of training again."""
 
 from __future__ import annotations
 
@@ -20,17 +21,18 @@ from models.registry import load_pd_model
 
 pytestmark = pytest.mark.slow
 
+TRAINING = "Task run 'split, tune and train"
 STAGES = [
-    # (what the run is doing, the log line after which it is doing it, seconds to wait)
-    ("feature build", "data gate as of", 1.0),
-    ("training", "tuning warm-starts from", 3.0),
-    ("registry step", "chosen candidate:", 2.0),
+    # (what the run is doing, what the log line after which it is doing it holds, seconds)
+    ("feature build", ("data gate as of",), 1.0),
+    ("training", ("tuning warm-starts from",), 3.0),
+    ("registry step", (TRAINING, "Finished in state Completed()"), 2.0),
 ]
 
 
-def killed_after(marker: str, delay: float, env: dict[str, str], raw: Path) -> str:
-    """Start `pdflow train`, SIGKILL its process group `delay` seconds after `marker` is
-    logged; its output."""
+def killed_after(marker: tuple[str, ...], delay: float, env: dict[str, str], raw: Path) -> str:
+    """Start `pdflow train`, SIGKILL its process group `delay` seconds after a line holding
+    every part of `marker` is logged; its output."""
     run = subprocess.Popen(
         [PDFLOW, "train", "--raw", str(raw)],
         env=env,
@@ -43,7 +45,7 @@ def killed_after(marker: str, delay: float, env: dict[str, str], raw: Path) -> s
     assert run.stdout is not None
     for line in run.stdout:
         seen.append(line)
-        if marker in line:
+        if all(part in line for part in marker):
             time.sleep(delay)
             break
     os.killpg(run.pid, signal.SIGKILL)
@@ -87,6 +89,9 @@ def test_a_run_killed_at_any_stage_leaves_nothing_partial_and_the_next_completes
     assert rows == features.height > 0
     assert champion_loads(tracking, "the completed run")
     assert "Model version" in result.stdout
+    output = result.stdout + result.stderr
+    trained = [line for line in output.splitlines() if TRAINING in line and "Finished" in line]
+    assert trained and "Cached(type=COMPLETED)" in trained[-1], trained
 
 
 def champion_loads(tracking: str, stage: str) -> bool:

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 WORKSPACE ?= $(if $(PDFLOW_WORKSPACE),$(PDFLOW_WORKSPACE),.pdflow)
 RAW := $(WORKSPACE)/raw
 
-.PHONY: run test test-fast setup lint bench bench-models lock catalogue suites clean fuzz ui
+.PHONY: run test test-fast setup lint bench bench-models lock catalogue suites clean fuzz ui demo
 
 setup: $(STAMP)
 
@@ -22,6 +22,15 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	@test -d $(RAW) || $(BIN)/pdflow --workspace $(WORKSPACE) generate --out $(RAW)
 	$(BIN)/pdflow --workspace $(WORKSPACE) train --raw $(RAW)
+
+# A simulated fortnight of the nightly loop on the default world, in a workspace and an MLflow
+# store of its own, started afresh each time.
+DAYS ?= 14
+DEMO := $(abspath $(WORKSPACE))/demo
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	MLFLOW_TRACKING_URI=sqlite:///$(DEMO)/mlflow.db PDFLOW_MLFLOW__ARTIFACT_LOCATION=$(DEMO)/mlartifacts \
+		$(BIN)/pdflow --workspace $(DEMO) demo --days $(DAYS)
 
 # The MLflow UI over the store `make run` trains into (Ctrl-C stops it).
 ui: $(STAMP)

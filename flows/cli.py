@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -173,16 +173,53 @@ def generate(
             show_default=False,
         ),
     ] = None,
+    reserve_months: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Months the world runs past the period, for --append-days later "
+            "(default: generator.reserve_months)",
+            show_default=False,
+        ),
+    ] = None,
+    append_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Extend the existing root --out by N local days of its own world (new logs, "
+            "applications, decisions and the repayments that come due); the world flags "
+            "cannot be given with it",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write synthetic raw logs of a simulated lender, in the raw-log contract."""
+    from data.generator import append_days as run_append
     from data.generator import generate as run_generator
 
+    chosen = {"users": users, "months": months, "seed": seed, "start": start and start.date()}
+    chosen |= {"scenario": scenario, "reserve_months": reserve_months}
     with user_errors():
-        chosen = {"users": users, "months": months, "seed": seed, "start": start and start.date()}
-        settings = _settings(ctx, generator={"scenario": scenario, **chosen})
-        config = replace(settings.generator, timezone=settings.contract.timezone)
-        report = run_generator(out, config, progress=sys.stderr.isatty())
-    world = f"the {config.scenario} world, {config.users:,} users, {config.months} months"
+        if append_days is not None:
+            given = [f"--{k.replace('_', '-')}" for k, v in chosen.items() if v is not None]
+            if given:
+                raise typer.BadParameter(
+                    f"{', '.join(given)} cannot change the world of an existing root",
+                    param_hint="--append-days",
+                )
+            try:
+                report = run_append(out, append_days, progress=sys.stderr.isatty())
+            except ValueError as err:
+                raise typer.BadParameter(str(err), param_hint="--append-days") from None
+        else:
+            settings = _settings(ctx, generator=chosen)
+            config = replace(settings.generator, timezone=settings.contract.timezone)
+            report = run_generator(out, config, progress=sys.stderr.isatty())
+    config = report.config
+    world = (
+        f"the {config.scenario} world, {config.users:,} users, local days "
+        f"{config.start} to {config.cut - timedelta(days=1)}"
+    )
     table = Table("table", "rows", title=f"Wrote {out}: {world}")
     for name, rows in report.rows.items():
         table.add_row(name, f"{rows:,}")
@@ -749,6 +786,59 @@ def backfill(
     for day, results in done.items():
         table.add_row(day, *(results.get(name, "") for name in chosen))
     console.print(table)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate")] = 14,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            help="Raw root the days are appended to, written first when missing "
+            "(default: <workspace>/raw)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The nightly loop on the synthetic lender: each day arrives in the root, then the three
+    flows run for the morning after it; one line per day."""
+    from data.generator import generate as run_generator
+
+    with user_errors():
+        settings = _settings(ctx)
+        root = raw or settings.raw_dir
+        if not root.exists():
+            config = replace(settings.generator, timezone=settings.contract.timezone)
+            run_generator(root, config, progress=sys.stderr.isatty())
+        settings, root = flow_setup(ctx, root)
+        from flows.demo import demo_days
+
+        hide_user_error_tracebacks()
+        columns = ("day", "applications", "gate", "challenger AUC", "promoted", "warnings")
+        columns += ("monitor",)
+        table = Table(*columns, title=f"{days} days on {root}")
+        for night in demo_days(settings, root, days):
+            cells = demo_cells(night)
+            line = "  ".join(f"{name}: {cell}" for name, cell in zip(columns, cells, strict=True))
+            console.print(line, highlight=False)
+            table.add_row(*cells)
+    console.print(table)
+
+
+def demo_cells(night: Any) -> list[str]:
+    def shown(value: object, form: str = "{}") -> str:
+        return "-" if value is None else form.format(value)
+
+    return [
+        night.day.isoformat(),
+        shown(night.applications, "{:,}"),
+        night.gate,
+        shown(night.challenger_auc, "{:.4f}"),
+        shown(None if night.promoted is None else ("yes" if night.promoted else "no")),
+        shown(night.warnings, "{:,}"),
+        shown(night.monitor),
+    ]
 
 
 @app.command()

@@ -115,11 +115,36 @@ def trigger(api: str, deployment: dict, parameters: dict) -> dict:
     return wait_for(lambda: finished(api, run_id), deployment["name"], timeout=900, every=3)
 
 
+def stopped(process: subprocess.Popen | None) -> None:
+    """Ctrl-C to the process group, then SIGKILL if it has not ended in a minute."""
+    if process is None:
+        return
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def schedules_hold(found: dict[str, dict]) -> None:
+    assert set(found) == set(EXPECTED)
+    for name, cron in EXPECTED.items():
+        schedule = found[name]["schedules"][0]
+        assert schedule["schedule"]["cron"] == cron
+        assert schedule["schedule"]["timezone"] == "Asia/Shanghai"
+        assert schedule["active"] and not found[name]["paused"], name
+
+
 @pytest.mark.slow
-def test_served_deployments_run_on_a_real_server(small_raw: Path, tmp_path: Path) -> None:
-    """`prefect server start` on loopback; `pdflow serve`; the schedules read back through the
-    server's API; nightly-retrain and daily-score triggered there and completed with a new
-    model version and a scores partition; the schedules still active after serve stops."""
+def test_deployments_run_on_a_real_server_served_and_through_a_work_pool(
+    small_raw: Path, tmp_path: Path
+) -> None:
+    """`prefect server start` on loopback. First `pdflow serve`: the schedules read back
+    through the server's API; nightly-retrain and daily-score triggered there and completed
+    with a new model version and a scores partition; the schedules still active after serve
+    stops. Then the repository's `prefect.yaml` through `prefect deploy --all` to a process
+    work pool with a worker: the same schedules, not paused, and daily-monitor triggered and
+    run by the worker to its report."""
     api = f"http://127.0.0.1:{free_port()}/api"
     port = api.split(":")[2].split("/")[0]
     server_env = {
@@ -137,54 +162,76 @@ def test_served_deployments_run_on_a_real_server(small_raw: Path, tmp_path: Path
     )
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     workspace = tmp_path / "ws"
-    serve_env = {
+    client_env = {
         **os.environ,
         "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
         "PDFLOW_WORKSPACE": str(workspace),
         "MLFLOW_TRACKING_URI": tracking,
         "PDFLOW_MLFLOW__ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
         **SMALL_TRAINING,
     }
-    served = None
+    served = worker = None
     try:
         wait_for(lambda: healthy(api), "the Prefect server", timeout=120)
-        served = subprocess.Popen(
-            [PDFLOW, "serve", "--raw", str(small_raw)],
-            env=serve_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        try:
+            served = subprocess.Popen(
+                [PDFLOW, "serve", "--raw", str(small_raw)],
+                env=client_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            found = wait_for(
+                lambda: (d := deployments_of(api)) and len(d) == 3 and d, "3 deployments", 180
+            )
+            schedules_hold(found)
+            retrained = trigger(api, found["nightly-retrain"], {"as_of": "2025-09-01"})
+            assert retrained["state"]["type"] == "COMPLETED", retrained["state"]
+            mlflow.set_tracking_uri(tracking)
+            versions = mlflow.MlflowClient().search_model_versions("name='pdflow-pd'")
+            assert [str(v.version) for v in versions] == ["1"]
+
+            scored = trigger(api, found["daily-score"], {"as_of": "2025-09-01"})
+            assert scored["state"]["type"] == "COMPLETED", scored["state"]
+            partition = workspace / "scores" / "dt=2025-09-01"
+            assert (partition / "summary.json").is_file()
+            assert (partition / "loans.parquet").is_file()
+        finally:
+            stopped(served)
+        schedules_hold(deployments_of(api))
+
+        repo = Path(__file__).resolve().parents[1]
+        for command in (
+            ["work-pool", "create", "pdflow", "--type", "process"],
+            ["deploy", "--all"],
+        ):
+            done = subprocess.run(
+                [prefect, "--no-prompt", *command],
+                cwd=repo,
+                env=client_env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        deployed = deployments_of(api)
+        schedules_hold(deployed)
+        assert {d["work_pool_name"] for d in deployed.values()} == {"pdflow"}
+        worker = subprocess.Popen(
+            [prefect, "worker", "start", "--pool", "pdflow"],
+            cwd=repo,
+            env=client_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        found = wait_for(
-            lambda: (d := deployments_of(api)) and len(d) == 3 and d, "3 deployments", 180
-        )
-        for name, cron in EXPECTED.items():
-            schedule = found[name]["schedules"][0]
-            assert schedule["schedule"]["cron"] == cron
-            assert schedule["schedule"]["timezone"] == "Asia/Shanghai"
-            assert schedule["active"] and not found[name]["paused"]
-
-        retrained = trigger(api, found["nightly-retrain"], {"as_of": "2025-09-01"})
-        assert retrained["state"]["type"] == "COMPLETED", retrained["state"]
-        mlflow.set_tracking_uri(tracking)
-        versions = mlflow.MlflowClient().search_model_versions("name='pdflow-pd'")
-        assert [str(v.version) for v in versions] == ["1"]
-
-        scored = trigger(api, found["daily-score"], {"as_of": "2025-09-01"})
-        assert scored["state"]["type"] == "COMPLETED", scored["state"]
-        partition = workspace / "scores" / "dt=2025-09-01"
-        assert (partition / "summary.json").is_file() and (partition / "loans.parquet").is_file()
+        parameters = {"as_of": "2025-09-01", "raw": str(small_raw)}
+        monitored = trigger(api, deployed["daily-monitor"], parameters)
+        assert monitored["state"]["type"] == "COMPLETED", monitored["state"]
+        assert (workspace / "monitor" / "2025-09-01.json").is_file()
     finally:
-        if served is not None:
-            os.killpg(served.pid, signal.SIGINT)
-            try:
-                served.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(served.pid, signal.SIGKILL)
-        try:
-            after = deployments_of(api) if healthy(api) else {}
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
-    assert after and all(not d["paused"] and d["schedules"][0]["active"] for d in after.values())
+        stopped(worker)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

@@ -1,8 +1,10 @@
 """The feature store on disk: Parquet, partitioned by the local month of application.
 
 ``<out>/applied_month=YYYY-MM/<part>.parquet`` hold the applications of one local month;
-``scan_feature_store(out)`` reads the whole table back (with the month as a column), and
-``<out>/_features.json`` names the feature columns and settings the rows were built with.
+``scan_feature_store(out)`` reads the whole table back (with the month as a column),
+``<out>/_features.json`` names the feature columns and settings the rows were built with, and
+``<out>/_checked.json`` names the files a check of the rows (the feature suite) has passed, so
+a night checks only the rows stored since (:func:`unchecked_files`, :func:`mark_checked`).
 
 Two ways to write it:
 
@@ -28,6 +30,7 @@ from data.storage import swap_into_place, write_parquet_atomic, write_text_atomi
 
 MONTH = "applied_month"
 MANIFEST = "_features.json"
+CHECKED = "_checked.json"
 FULL_PART = "part-full.parquet"
 
 
@@ -40,7 +43,7 @@ def is_feature_store(path: Path) -> bool:
     if not path.exists():
         return True
     return path.is_dir() and all(
-        p.name.startswith(f"{MONTH}=") or p.name == MANIFEST for p in path.iterdir()
+        p.name.startswith(f"{MONTH}=") or p.name in (MANIFEST, CHECKED) for p in path.iterdir()
     )
 
 
@@ -129,6 +132,26 @@ def append_feature_store(
 
 def part_files(out: Path) -> list[Path]:
     return sorted(Path(out).glob(f"{MONTH}=*/*.parquet"))
+
+
+def _checked(out: Path, check: str) -> set[str]:
+    path = Path(out) / CHECKED
+    ledger = json.loads(path.read_text()) if path.exists() else {}
+    return set(ledger.get("files", [])) if ledger.get("check") == check else set()
+
+
+def unchecked_files(out: Path, check: str) -> list[Path]:
+    """The store's files the check named `check` (a digest of it) has not passed: every file
+    when the store was rebuilt or the check changed since."""
+    done = _checked(out, check)
+    return [p for p in part_files(out) if p.relative_to(out).as_posix() not in done]
+
+
+def mark_checked(out: Path, check: str, files: list[Path]) -> None:
+    """Record that `files` passed the check named `check`."""
+    names = _checked(out, check) | {p.relative_to(out).as_posix() for p in files}
+    ledger = {"check": check, "files": sorted(names)}
+    write_text_atomic(json.dumps(ledger, indent=2), Path(out) / CHECKED)
 
 
 def scan_feature_store(out: Path) -> pl.LazyFrame:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
 from models.errors import ModelInputError, ModelNotFound, NoUsableModel, RegistryError
 from models.split import SplitError
+
+if TYPE_CHECKING:
+    from flows.demo import DemoDay
 
 app = typer.Typer(
     name="pdflow",
@@ -812,7 +815,14 @@ def demo(
             config = replace(settings.generator, timezone=settings.contract.timezone)
             run_generator(root, config, progress=sys.stderr.isatty())
         settings, root = flow_setup(ctx, root)
+        from data.generator import root_config
         from flows.demo import demo_days
+
+        config = root_config(root)
+        try:
+            replace(config, extra_days=config.extra_days + days)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--days") from None
 
         hide_user_error_tracebacks()
         columns = ("day", "applications", "gate", "challenger AUC", "promoted", "warnings")
@@ -826,7 +836,7 @@ def demo(
     console.print(table)
 
 
-def demo_cells(night: Any) -> list[str]:
+def demo_cells(night: DemoDay) -> list[str]:
     def shown(value: object, form: str = "{}") -> str:
         return "-" if value is None else form.format(value)
 

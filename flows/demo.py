@@ -46,7 +46,7 @@ def night(settings: Settings, raw: Path, arrived: date) -> DemoDay:
     try:
         trained = train_flow(settings, raw, as_of, trigger="demo")
     except DataGateStop as stop:
-        return DemoDay(arrived, gate=f"stop: {stop}")
+        return DemoDay(arrived, gate="stop: " + "; ".join(stop.problems))
     gate = f"pass, {len(trained.warnings)} warnings" if trained.warnings else "pass"
     scored = daily_score_flow(settings, raw, as_of, trigger="demo")
     monitored = daily_monitor_flow(settings, raw, as_of, trigger="demo")

@@ -35,10 +35,7 @@ def parquet_footer(path: Path) -> bytes:
         return handle.read(length)
 
 
-def raw_fingerprint(raw: Path, as_of: date, tables: dict[str, TableCount]) -> str:
-    """A digest of the raw data a gate kept at `as_of`: the files of each contract table it
-    read (those filed under a day before `as_of`, or under no day), and its per-table counts
-    (`tables`: rows read, kept and set aside by reason)."""
+def _files_digest(raw: Path, as_of: date) -> hashlib._Hash:
     digest = hashlib.sha256()
     for name, table in sorted(TABLES.items()):
         found = list_table_files(raw, table)
@@ -49,6 +46,20 @@ def raw_fingerprint(raw: Path, as_of: date, tables: dict[str, TableCount]) -> st
             relative = path.relative_to(found.folder).as_posix()
             digest.update(f"{name}/{relative}\0{path.stat().st_size}\0".encode())
             digest.update(hashlib.sha256(parquet_footer(path)).digest())
+    return digest
+
+
+def raw_files_fingerprint(raw: Path, as_of: date) -> str:
+    """A digest of the files a gate at `as_of` would read (those filed under a day before
+    `as_of`, or under no day): what identifies its input before it has run."""
+    return _files_digest(raw, as_of).hexdigest()[:DIGEST_CHARS]
+
+
+def raw_fingerprint(raw: Path, as_of: date, tables: dict[str, TableCount]) -> str:
+    """A digest of the raw data a gate kept at `as_of`: the files of each contract table it
+    read (those filed under a day before `as_of`, or under no day), and its per-table counts
+    (`tables`: rows read, kept and set aside by reason)."""
+    digest = _files_digest(raw, as_of)
     counts = {name: count.as_dict() for name, count in sorted(tables.items())}
     digest.update(json.dumps({"as_of": str(as_of), "tables": counts}, sort_keys=True).encode())
     return digest.hexdigest()[:DIGEST_CHARS]

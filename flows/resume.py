@@ -4,9 +4,11 @@ again.
 
 A task made :func:`resumable` persists its result (pickled by Prefect into its local storage,
 under the workspace's Prefect home) under a key made of everything that decides it: the raw
-data the gate kept (:func:`data.fingerprint.raw_fingerprint`), the code of pdflow's packages,
-the settings and what else the caller names (the champion a tuning warm-starts from). Any
-change to one of them is a new key, so a result is never taken for other inputs.
+data (:func:`data.fingerprint.raw_files_fingerprint` of the files a gate reads, or
+:func:`data.fingerprint.raw_fingerprint` of what it kept), the code of pdflow's packages, the
+settings and what else the caller names (the raw root and as-of date of a gate, the champion a
+tuning warm-starts from). Any change to one of them is a new key, so a result is never taken
+for other inputs. A task that fails (a gate that stops) persists nothing.
 """
 
 from __future__ import annotations

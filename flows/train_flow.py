@@ -24,7 +24,7 @@ from mlflow.entities.model_registry import ModelVersion
 from prefect import flow, get_run_logger, task
 
 from data.asof import day_start_utc, default_as_of
-from data.fingerprint import raw_fingerprint
+from data.fingerprint import raw_files_fingerprint, raw_fingerprint
 from data.labels import label_loans
 from data.readers import scan_raw
 from data.storage import write_parquet_atomic
@@ -467,7 +467,9 @@ def train_flow(
     raw = raw_root(raw, settings)
     day = resolve_as_of(raw, as_of, settings, trigger)
     out = settings.run_dir(day.isoformat())
-    gate = retrying(check_data, settings.retries)(raw, day, settings, out)
+    files = raw_files_fingerprint(raw, day)
+    gate_key = result_key("gate", files, settings, str(raw.resolve()), day)
+    gate = resumable(retrying(check_data, settings.retries), gate_key)(raw, day, settings, out)
     labels = retrying(make_labels, settings.retries)(gate, settings, out)
     features = retrying(make_features, settings.retries)(gate, raw, settings, out)
     fingerprint = raw_fingerprint(raw, gate.as_of, gate.report.tables)

@@ -1,8 +1,9 @@
 """`pdflow train` killed (SIGKILL) during the feature build, during training and during the
 registry step, one run after the other on the same workspace and store: each time nothing
 half-written is left (the feature store reads whole, no application twice, no champion that
-a killed run set), and the next run completes, taking the training that finished before the
-registry step was killed from its persisted result instead of training again."""
+a killed run set), and the next run completes, taking the gate and the training that
+finished before the registry step was killed from their persisted results instead of running
+them again."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from models.registry import load_pd_model
 
 pytestmark = pytest.mark.slow
 
-TRAINING = "Task run 'split, tune and train"
+GATE, TRAINING = "Task run 'data gate", "Task run 'split, tune and train"
 STAGES = [
     # (what the run is doing, what the log line after which it is doing it holds, seconds)
     ("feature build", ("data gate as of",), 1.0),
@@ -90,8 +91,9 @@ def test_a_run_killed_at_any_stage_leaves_nothing_partial_and_the_next_completes
     assert champion_loads(tracking, "the completed run")
     assert "Model version" in result.stdout
     output = result.stdout + result.stderr
-    trained = [line for line in output.splitlines() if TRAINING in line and "Finished" in line]
-    assert trained and "Cached(type=COMPLETED)" in trained[-1], trained
+    for task in (GATE, TRAINING):
+        ended = [line for line in output.splitlines() if task in line and "Finished" in line]
+        assert ended and "Cached(type=COMPLETED)" in ended[-1], ended
 
 
 def champion_loads(tracking: str, stage: str) -> bool:

@@ -194,9 +194,9 @@ def test_the_auc_standard_error_matches_the_bootstrap() -> None:
 def test_the_refit_sees_what_the_setting_says(monkeypatch, final_refit: str) -> None:
     seen: list[list[str]] = []
 
-    def recording(recipe, spec, frame, settings, folds, methods):
+    def recording(recipe, spec, frame, settings, folds, methods, floor):
         seen.append(sorted(frame["split"].unique()))
-        return refit(recipe, spec, frame, settings, folds, methods)
+        return refit(recipe, spec, frame, settings, folds, methods, floor)
 
     monkeypatch.setattr(pipeline, "refit", recording)
     outcome = train("linear", n=4_000, final_refit=final_refit, trials=1, scorecard_trials=1)

@@ -814,15 +814,15 @@ def demo(
         if not root.exists():
             config = replace(settings.generator, timezone=settings.contract.timezone)
             run_generator(root, config, progress=sys.stderr.isatty())
-        settings, root = flow_setup(ctx, root)
         from data.generator import root_config
-        from flows.demo import demo_days
 
         config = root_config(root)
         try:
             replace(config, extra_days=config.extra_days + days)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--days") from None
+        settings, root = flow_setup(ctx, root)
+        from flows.demo import demo_days
 
         hide_user_error_tracebacks()
         columns = ("day", "applications", "gate", "challenger AUC", "promoted", "warnings")

@@ -6,10 +6,12 @@ what they were asked."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from typer.testing import CliRunner
@@ -80,8 +82,11 @@ def test_each_day_arrives_before_the_flows_run_for_the_morning_after(
 def test_a_demo_longer_than_the_roots_reserve_is_refused_before_it_starts(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     generate(raw, CONFIG, progress=False)
-    result = CliRunner(env={"COLUMNS": "300"}).invoke(
-        app, ["--workspace", str(tmp_path / "ws"), "demo", "--raw", str(raw), "--days", "40"]
-    )
+    # the command runs in this process: whatever it sets in the environment (Prefect's home,
+    # were it to get that far) must not leak into the later tests of this worker
+    with mock.patch.dict(os.environ):
+        result = CliRunner(env={"COLUMNS": "300"}).invoke(
+            app, ["--workspace", str(tmp_path / "ws"), "demo", "--raw", str(raw), "--days", "40"]
+        )
     assert result.exit_code == 2 and "do not fit in the simulated world" in result.output
     assert root_config(raw) == CONFIG

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from data.generator.config import SCENARIOS
+from data.generator.config import SCENARIOS, GeneratorConfig
 from data.readers import ContractError
 from expectations.gate import DataGateStop
 from flows.settings import Settings, load_settings
@@ -216,7 +216,7 @@ def generate(
                 raise typer.BadParameter(str(err), param_hint="--append-days") from None
         else:
             settings = _settings(ctx, generator=chosen)
-            config = replace(settings.generator, timezone=settings.contract.timezone)
+            config = generator_config(settings)
             report = run_generator(out, config, progress=sys.stderr.isatty())
     config = report.config
     world = (
@@ -231,6 +231,11 @@ def generate(
         f"{report.event_rows:,} events in {report.seconds:.1f} s "
         f"({report.events_per_second:,.0f} events/s)"
     )
+
+
+def generator_config(settings: Settings) -> GeneratorConfig:
+    """The generator's config from the settings, in the contract's time zone."""
+    return replace(settings.generator, timezone=settings.contract.timezone)
 
 
 def run_gate(settings: Settings, raw: Path, as_of: datetime | None) -> tuple[date, Any]:
@@ -812,7 +817,7 @@ def demo(
         settings = _settings(ctx)
         root = raw or settings.raw_dir
         if not root.exists():
-            config = replace(settings.generator, timezone=settings.contract.timezone)
+            config = generator_config(settings)
             run_generator(root, config, progress=sys.stderr.isatty())
         from data.generator import root_config
 

@@ -11,10 +11,9 @@ and the champion stays.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,12 +28,12 @@ from data.labels import label_loans
 from data.readers import scan_raw
 from data.storage import write_parquet_atomic
 from data.validation import scan_validated
+from expectations.feature_check import check_new_features
 from expectations.gate import DataGateOutcome, DataGateStop, gate_or_stop
 from expectations.runner import SuiteResult, validate
-from expectations.suites import ID_COLUMN, features_suite, suite_json, training_suite
-from features.base import FeatureDef
+from expectations.suites import training_suite
 from features.build import catalogue_markdown, update_feature_store
-from features.store import MONTH, mark_checked, scan_feature_store, unchecked_files
+from features.store import MONTH, scan_feature_store
 from flows.resume import result_key, resumable
 from flows.retries import retrying
 from flows.settings import Settings, as_settings
@@ -169,7 +168,9 @@ def make_features(gate: DataGateOutcome, raw: Path, settings: Settings, out: Pat
         .sort("application_id")
         .collect()
     )
-    check = check_new_features(defs, features, gate.as_of, settings)
+    check = check_new_features(
+        defs, features, gate.as_of, settings.feature_store, settings.validation.stats, tz
+    )
     return FeatureOutput(
         path=write_parquet_atomic(features, out / "features.parquet"),
         families={d.name: d.family for d in defs},
@@ -177,37 +178,6 @@ def make_features(gate: DataGateOutcome, raw: Path, settings: Settings, out: Pat
         catalogue=catalogue_markdown(defs),
         check=check,
     )
-
-
-def check_new_features(
-    defs: list[FeatureDef], features: pl.DataFrame, as_of: date, settings: Settings
-) -> SuiteResult:
-    """The feature suite on the store's rows it has not passed yet (all of them after a
-    rebuild or a change of the suite) and on the applications of the last
-    ``validation.stats.history_days`` days of `features` (so that a share of nulls is judged
-    on enough rows, and judged on what arrives now). A stored row never changes: a night
-    checks what it added and a window of bounded length, not the whole history."""
-    # Built from this run's settings: the committed file holds the default windows and bounds.
-    suite = features_suite(defs, settings.validation.stats)
-    key = hashlib.sha256(suite_json(suite).encode()).hexdigest()
-    files = unchecked_files(settings.feature_store, key)
-    since = day_start_utc(
-        as_of - timedelta(days=settings.validation.stats.history_days), settings.contract.timezone
-    )
-    recent = features.filter(pl.col("applied_at") >= since)
-    unchecked = pl.read_parquet(files, hive_partitioning=False) if files else recent.head(0)
-    rows = pl.concat([recent, unchecked.join(recent, on=ID_COLUMN, how="anti")], how="diagonal")
-    note = (
-        f"{unchecked.height:,} stored rows not checked before and the "
-        f"{settings.validation.stats.history_days} days before {as_of}: {rows.height:,} of "
-        f"{features.height:,} rows"
-    )
-    check = validate(suite, rows, action=settings.validation.stats.feature_action, notes=[note])
-    if not check.success and check.action == "stop":
-        raise DataGateStop(check.messages())
-    if check.success:
-        mark_checked(settings.feature_store, key, files)
-    return check
 
 
 @task(name="split, tune and train")

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from expectations.feature_check import check_new_features
 from expectations.gate import DataGateStop
 from features.base import FeatureDef
 from features.store import (
@@ -21,7 +22,6 @@ from features.store import (
     write_feature_store,
 )
 from flows.settings import load_settings
-from flows.train_flow import check_new_features
 
 TZ = "Asia/Shanghai"
 DEFS = [FeatureDef("share_late", "repayments", "90d", "share of late instalments", 0.0, 1.0)]
@@ -53,12 +53,12 @@ def test_each_row_is_checked_once_and_a_night_checks_its_rows_and_a_recent_windo
     history = rows(0, old, 0.2)
     write_feature_store(history, store, TZ, META)
 
-    first = check_new_features(DEFS, table(store, date(2025, 3, 2)), date(2025, 3, 2), settings)
+    first = check(store, date(2025, 3, 2), settings)
     assert first.success and first.rows == 60 and unchecked_files(store, first_key(store)) == []
 
     night = [date(2025, 3, 2)] * 3
     append_feature_store(rows(100, night, 0.3), store, TZ, META, tag="2025-03-03")
-    second = check_new_features(DEFS, table(store, date(2025, 3, 3)), date(2025, 3, 3), settings)
+    second = check(store, date(2025, 3, 3), settings)
     # the 3 new rows and the 7 days before 2025-03-03 (2025-02-24 .. 03-01: 6 stored days)
     assert second.success and second.rows == 3 + 6
     assert "3 stored rows not checked before" in second.notes[0]
@@ -66,8 +66,14 @@ def test_each_row_is_checked_once_and_a_night_checks_its_rows_and_a_recent_windo
     bad = rows(200, [date(2025, 3, 3)], 7.0)
     append_feature_store(bad, store, TZ, META, tag="2025-03-04")
     with pytest.raises(DataGateStop, match="share_late"):
-        check_new_features(DEFS, table(store, date(2025, 3, 4)), date(2025, 3, 4), settings)
+        check(store, date(2025, 3, 4), settings)
     assert len(unchecked_files(store, first_key(store))) == 1  # still unchecked: not passed
+
+
+def check(store: Path, as_of: date, settings):
+    """The check of a night as of `as_of`, as the training flow runs it."""
+    stats = settings.validation.stats
+    return check_new_features(DEFS, table(store, as_of), as_of, store, stats, TZ)
 
 
 def first_key(store: Path) -> str:

@@ -14,9 +14,10 @@ Each night runs the stages as the flow's tasks do: ``gate`` (the data gate), ``l
 loan labelled and written), ``feature store`` (features for the applications the store lacks,
 appended), ``training table`` (every stored application before the as-of day read, the
 feature suite run on the rows it has not passed and the recent window
-(:func:`flows.train_flow.check_new_features`), the table written). The peak memory of a stage
-is the process's peak resident set (``VmHWM``), reset before the stage to what the process
-holds then (``/proc/self/clear_refs``), so it includes memory kept from earlier stages. Prints
+(:func:`expectations.feature_check.check_new_features`), the table written). The peak memory
+of a stage is the process's peak resident set (``VmHWM``), reset before the stage to what the
+process holds then (``/proc/self/clear_refs``), so it includes memory kept from earlier stages.
+Prints
 one Markdown row per stage: seconds and peak GiB of each night, and the incremental night's
 share of the full.
 """
@@ -57,10 +58,10 @@ def night(raw: Path, settings: Any, as_of: Any) -> dict[str, tuple[float, float]
     from data.labels import label_loans
     from data.storage import write_parquet_atomic
     from data.validation import scan_validated
+    from expectations.feature_check import check_new_features
     from expectations.gate import gate_or_stop
     from features.build import update_feature_store
     from features.store import MONTH, scan_feature_store
-    from flows.train_flow import check_new_features
 
     tz = settings.contract.timezone
     out = settings.run_dir(as_of.isoformat())
@@ -97,7 +98,8 @@ def night(raw: Path, settings: Any, as_of: Any) -> dict[str, tuple[float, float]
             .sort("application_id")
             .collect()
         )
-        check_new_features(update.defs, features, as_of, settings)
+        stats = settings.validation.stats
+        check_new_features(update.defs, features, as_of, settings.feature_store, stats, tz)
         write_parquet_atomic(features, out / "features.parquet")
         return features.height
 
